@@ -1,0 +1,3 @@
+from tallybook.cli.main import main
+
+main()

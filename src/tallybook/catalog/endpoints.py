@@ -1,0 +1,9 @@
+"""HTTP routes of the catalog domain (mounted by tallybook.api.app)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from tallybook.http.edge import make_router
+
+routers: list[APIRouter] = [make_router("/v1", tags=["catalog"])]

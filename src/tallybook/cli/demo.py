@@ -1,0 +1,19 @@
+"""The README's main job: a demo on an embedded SQLite file."""
+
+from __future__ import annotations
+
+import os
+
+from tallybook.cli.context import console
+from tallybook.db import Database
+from tallybook.db.migrate import upgrade
+
+
+def run_demo(path: str, *, fresh: bool = True) -> None:
+    if fresh:
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                os.remove(path + suffix)
+    db = Database(f"sqlite:///{path}")
+    upgrade(db.engine)
+    console.print(f"[bold]tallybook demo[/bold] on {path}")

@@ -1,0 +1,1 @@
+"""The support and finance console (server-rendered)."""

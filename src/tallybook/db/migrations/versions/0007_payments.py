@@ -1,0 +1,22 @@
+"""payments: provider links, payment attempts, webhook inbox
+
+Revision ID: 0007_payments
+Revises: 0006_invoicing
+"""
+
+from __future__ import annotations
+
+from tallybook.db.types import DecimalType, JSONType, UTCDateTime  # noqa: F401
+
+revision = "0007_payments"
+down_revision = "0006_invoicing"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

@@ -1,0 +1,1 @@
+"""The HTTP edge shared by every domain's endpoints: auth, unit of work, idempotency, errors."""

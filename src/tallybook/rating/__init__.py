@@ -1,0 +1,1 @@
+"""Pure rating: quantities x prices -> priced lines. No I/O."""

@@ -1,0 +1,9 @@
+"""HTTP routes of the webhooks domain (mounted by tallybook.api.app)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from tallybook.http.edge import make_router
+
+routers: list[APIRouter] = [make_router("/v1", tags=["webhooks"])]

@@ -1,0 +1,1 @@
+"""Reliable background work primitives: the transactional outbox and resumable job runs."""

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tallybook.kit.clock import TestClock, utc
+from tallybook.kit.errors import InvalidRequest, NotFound
+from tallybook.kit.ids import ID_PATTERN, id_time_ms, new_id
+from tallybook.kit.invariant import InvariantViolation, invariant
+from tallybook.kit.pagination import PageRequest
+from tallybook.kit.quantity import normalize_quantity, quantity_text, to_decimal
+
+
+class TestIds:
+    def test_shape_and_prefix(self) -> None:
+        value = new_id("cus")
+        assert value.startswith("cus_")
+        assert ID_PATTERN.match(value)
+
+    def test_ids_are_strictly_increasing_in_a_process(self) -> None:
+        ids = [new_id("evt") for _ in range(5000)]
+        assert ids == sorted(ids)
+        assert len(set(ids)) == len(ids)
+
+    def test_embedded_time(self) -> None:
+        assert id_time_ms(new_id("txf", at_ms=1_700_000_000_123)) == 1_700_000_000_123
+
+    def test_bad_prefix(self) -> None:
+        with pytest.raises(ValueError):
+            new_id("Bad")
+
+
+class TestClockBehaviour:
+    def test_advance_and_never_backwards(self) -> None:
+        clock = TestClock(utc(2026, 1, 31))
+        clock.advance(days=1)
+        assert clock.now() == utc(2026, 2, 1)
+        with pytest.raises(InvariantViolation):
+            clock.advance(timedelta(seconds=-1))
+
+
+class TestInvariant:
+    def test_raises(self) -> None:
+        with pytest.raises(InvariantViolation, match="books"):
+            invariant(False, "books must balance")
+
+    def test_survives_python_O(self) -> None:
+        code = (
+            "from tallybook.kit.invariant import invariant, InvariantViolation\n"
+            "try:\n    invariant(1 == 2, 'x')\nexcept InvariantViolation:\n    print('raised')\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-O", "-c", code], capture_output=True, text=True, check=True
+        )
+        assert out.stdout.strip() == "raised"
+
+
+class TestQuantity:
+    def test_refuses_float(self) -> None:
+        with pytest.raises(InvalidRequest) as err:
+            to_decimal(0.5, param="value")
+        assert err.value.param == "value"
+
+    def test_parses_strings_and_ints(self) -> None:
+        assert to_decimal("0.0000025") == Decimal("0.0000025")
+        assert to_decimal(7) == Decimal(7)
+
+    def test_rejects_nan_and_text(self) -> None:
+        for bad in ("NaN", "Infinity", "abc", None):
+            with pytest.raises(InvalidRequest):
+                to_decimal(bad)
+
+    @given(
+        st.decimals(
+            allow_nan=False, allow_infinity=False, places=12, min_value=-(10**20), max_value=10**20
+        )
+    )
+    def test_text_round_trips(self, value: Decimal) -> None:
+        assert Decimal(quantity_text(value)) == normalize_quantity(value)
+        assert "E" not in quantity_text(value)
+
+
+class TestPagination:
+    def test_limits(self) -> None:
+        with pytest.raises(InvalidRequest):
+            PageRequest(limit=0)
+        with pytest.raises(InvalidRequest):
+            PageRequest(limit=101)
+
+    def test_not_found_names_object(self) -> None:
+        error = NotFound("customer", "cus_x")
+        assert error.to_wire("req_1")["error"]["code"] == "resource_missing"
