@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from tallybook.db.types import DecimalType, JSONType, UTCDateTime  # noqa: F401
+from tallybook.db.types import DecimalType, JSONType, UTCDateTime
 
 revision = "0001_spine"
 down_revision = None

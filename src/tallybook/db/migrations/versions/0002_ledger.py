@@ -6,7 +6,11 @@ Revises: 0001_spine
 
 from __future__ import annotations
 
-from tallybook.db.types import DecimalType, JSONType, UTCDateTime  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
+
+from tallybook.db.types import DecimalType, JSONType, UTCDateTime
+
 
 revision = "0002_ledger"
 down_revision = "0001_spine"

@@ -6,7 +6,11 @@ Revises: 0003_metering
 
 from __future__ import annotations
 
-from tallybook.db.types import DecimalType, JSONType, UTCDateTime  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
+
+from tallybook.db.types import DecimalType, JSONType, UTCDateTime
+
 
 revision = "0004_catalog"
 down_revision = "0003_metering"
