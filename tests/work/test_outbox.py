@@ -76,3 +76,18 @@ def test_permanent_failure_goes_dead_and_replays(db: Database, clock: TestClock)
         outbox.replay(tx, message_id)
     assert outbox.relay_once(db, {"t": lambda _d, _m: None})["delivered"] == 1
     clock.advance(timedelta(seconds=1))
+
+
+def test_domain_events_form_a_customer_timeline(db: Database, clock: TestClock) -> None:
+    from tallybook.work import events
+
+    with db.transaction(actor="key_test", request_id="req_1") as tx:
+        events.emit(tx, "customer.created", customer_id="cus_1", object_id="cus_1", data={"n": 1})
+        events.emit(tx, "invoice.finalized", customer_id="cus_1", object_id="in_1", data={"n": 2})
+        events.emit(tx, "invoice.finalized", customer_id="cus_2", object_id="in_2", data={"n": 3})
+    with db.read() as tx:
+        rows = events.timeline(tx, customer_id="cus_1")
+        assert [r.type for r in rows] == ["invoice.finalized", "customer.created"]
+        assert rows[0].actor == "key_test"
+        assert rows[0].request_id == "req_1"
+        assert [r.data["n"] for r in events.after(tx, event_id=rows[1].id, limit=10)] == [2, 3]

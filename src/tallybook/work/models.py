@@ -55,3 +55,21 @@ class JobRun(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class DomainEvent(Base):
+    """Something that happened (``invoice.finalized``, ``grant.created``, ``limit.reached``),
+    written in the same transaction as the change. Outbound webhooks deliver these to our users
+    and the console builds customer timelines from them. Append-only."""
+
+    __tablename__ = "domain_events"
+    __table_args__ = (Index("ix_domain_events_customer", "customer_id", "id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    type: Mapped[str] = mapped_column(String(100), index=True)
+    customer_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    object_id: Mapped[str | None] = mapped_column(String(120), nullable=True, index=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    actor: Mapped[str] = mapped_column(String(200))
+    request_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -100,8 +100,34 @@ def upgrade() -> None:
         ["ordering_key", "status", "id"],
         unique=False,
     )
+    op.create_table(
+        "domain_events",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("type", sa.String(length=100), nullable=False),
+        sa.Column("customer_id", sa.String(length=40), nullable=True),
+        sa.Column("object_id", sa.String(length=120), nullable=True),
+        sa.Column("data", JSONType, nullable=False),
+        sa.Column("actor", sa.String(length=200), nullable=False),
+        sa.Column("request_id", sa.String(length=40), nullable=True),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_domain_events")),
+    )
+    op.create_index(
+        "ix_domain_events_customer", "domain_events", ["customer_id", "id"], unique=False
+    )
+    op.create_index(
+        op.f("ix_domain_events_object_id"), "domain_events", ["object_id"], unique=False
+    )
+    op.create_index(op.f("ix_domain_events_type"), "domain_events", ["type"], unique=False)
 
 
 def downgrade() -> None:
-    for table in ("outbox_messages", "job_runs", "idempotency_keys", "customers", "api_keys"):
+    for table in (
+        "domain_events",
+        "outbox_messages",
+        "job_runs",
+        "idempotency_keys",
+        "customers",
+        "api_keys",
+    ):
         op.drop_table(table)
