@@ -15,6 +15,7 @@ from tallybook.kit.ids import new_id
 from tallybook.kit.metadata import validate_metadata
 from tallybook.kit.money import normalize_currency
 from tallybook.kit.pagination import Page, PageRequest, page_from_rows
+from tallybook.work import events
 
 EXTERNAL_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_\-.:@/+=|]{1,200}$")
 EMAIL_PATTERN: Final = re.compile(r"^[^@\s]{1,200}@[^@\s]{1,200}$")
@@ -81,6 +82,13 @@ def create(tx: Tx, data: CustomerInput) -> Customer:
     )
     tx.session.add(customer)
     tx.session.flush()
+    events.emit(
+        tx,
+        "customer.created",
+        customer_id=customer.id,
+        object_id=customer.id,
+        data={"external_id": customer.external_id, "name": customer.name, "email": customer.email},
+    )
     return customer
 
 
@@ -128,6 +136,13 @@ def update(tx: Tx, customer_id: str, changes: CustomerUpdate) -> Customer:
         customer.metadata_ = validate_metadata({k: v for k, v in merged.items() if v != ""})
     customer.updated_at = tx.now()
     tx.session.flush()
+    events.emit(
+        tx,
+        "customer.updated",
+        customer_id=customer.id,
+        object_id=customer.id,
+        data={"name": customer.name, "email": customer.email, "currency": customer.currency},
+    )
     return customer
 
 
