@@ -36,3 +36,25 @@ ensure_venv() {
     echo "$want" > "$stamp"
   fi
 }
+
+# Browser tests drive Debian's Chromium through Playwright (never a downloaded browser). When it
+# is missing and we are root with apt-get, install it (about 30 s); `apt-get update` only if the
+# install fails for want of package lists. Otherwise the browser tests skip (and fail under CI).
+ensure_chromium() {
+  local chromium="${TALLYBOOK_CHROMIUM:-/usr/bin/chromium}"
+  if [ -x "$chromium" ]; then
+    return 0
+  fi
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "Installing Chromium for the browser tests (apt-get install chromium)..." >&2
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y -qq chromium >/dev/null 2>&1; then
+      if ! { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }; then
+        echo "Could not install Chromium; the browser tests will skip (and fail under CI=true)." >&2
+      fi
+    fi
+  else
+    echo "No Chromium at $chromium: the browser tests will skip (and fail under CI=true)." \
+      "Install it with: sudo apt-get install -y chromium" >&2
+  fi
+}

@@ -93,6 +93,15 @@ def verify_secret(tx: Tx, secret: str) -> Caller:
     return Caller(id=key.id, name=key.name, scopes=frozenset(key.scopes))
 
 
+def caller_for_key(tx: Tx, key_id: str) -> Caller | None:
+    """The caller of a live key by its id (None when unknown or revoked): for sessions that
+    signed in with a key and must notice its revocation."""
+    key = tx.session.get(ApiKey, key_id)
+    if key is None or key.revoked_at is not None:
+        return None
+    return Caller(id=key.id, name=key.name, scopes=frozenset(key.scopes))
+
+
 def revoke_api_key(tx: Tx, key_id: str) -> ApiKey:
     key = tx.session.get(ApiKey, key_id)
     if key is None:

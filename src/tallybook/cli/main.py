@@ -9,6 +9,7 @@ import typer
 from tallybook.cli import (
     apikey,
     catalog,
+    console_users,
     customers,
     grants,
     invoicing,
@@ -81,7 +82,17 @@ app.add_typer(jobs.app, name="jobs")
 app.add_typer(worker_app, name="worker")
 
 GROUPS = CliGroups(root=app, worker=worker_app)
-for module in (customers, ledger, metering, catalog, grants, invoicing, payments, tooling):
+for module in (
+    customers,
+    ledger,
+    metering,
+    catalog,
+    grants,
+    invoicing,
+    payments,
+    tooling,
+    console_users,
+):
     module.register(GROUPS)
 
 

@@ -49,17 +49,27 @@ def emit(
 
 
 def timeline(
-    tx: Tx, *, customer_id: str, limit: int = 100, types: Sequence[str] | None = None
+    tx: Tx,
+    *,
+    customer_id: str,
+    limit: int = 100,
+    types: Sequence[str] | None = None,
+    before: str | None = None,
 ) -> list[DomainEvent]:
-    """A customer's events, newest first."""
+    """A customer's events, newest first; ``before`` (an event id) pages to older ones."""
     query = (
         select(DomainEvent)
         .where(DomainEvent.customer_id == customer_id)
-        .order_by(DomainEvent.id.desc())
+        # Ordering by both index columns lets PostgreSQL walk ix_domain_events_customer
+        # backwards instead of the primary key (it otherwise may, for customers whose events
+        # are all old, and scan most of the log).
+        .order_by(DomainEvent.customer_id.desc(), DomainEvent.id.desc())
         .limit(min(limit, TIMELINE_LIMIT_MAX))
     )
     if types:
         query = query.where(DomainEvent.type.in_(list(types)))
+    if before is not None:
+        query = query.where(DomainEvent.id < before)
     return list(tx.session.scalars(query))
 
 
