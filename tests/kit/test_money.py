@@ -126,3 +126,18 @@ class TestArithmetic:
         assert scaled.amount_minor == round_to_minor(
             Money(a, currency).to_major() * factor, currency
         )
+
+
+class TestRoundingPrecision:
+    """Regression: scaling in the default 28-digit context rounded once before the rule did."""
+
+    def test_more_than_28_significant_digits_round_once(self) -> None:
+        assert round_to_minor(Decimal("0.12500000000000000000000000001"), "USD") == 13
+
+    def test_tiny_unit_price_times_huge_quantity(self) -> None:
+        amount = Decimal("0.0000025") * Decimal("123456789012345678901.5")
+        assert round_to_minor(amount, "USD") == 30864197253086420
+
+    def test_scale_by_a_long_factor_is_exact_before_rounding(self) -> None:
+        factor = Decimal("0.5000000000000000000000000000001")
+        assert Money(5, "USD").scale(factor).amount_minor == 3  # 2.5000…0005 → 3, not 2

@@ -13,6 +13,7 @@ A float never touches money: every constructor rejects ``float`` outright.
 
 from __future__ import annotations
 
+import decimal
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -24,6 +25,9 @@ from tallybook.kit.invariant import invariant
 #: The project's one rounding rule (see module docstring).
 ROUNDING_RULE: Final = ROUND_HALF_EVEN
 ROUNDING_RULE_NAME: Final = "half-even (banker's rounding), once per line, to the minor unit"
+
+#: Wide enough that the product of a 64-bit amount and any quantity-precision factor is exact.
+_EXACT_PRODUCT_CONTEXT: Final = decimal.Context(prec=100, rounding=ROUND_HALF_EVEN)
 
 #: Amounts are stored in signed 64-bit columns; anything larger is refused at the edge.
 AMOUNT_MINOR_MAX: Final = 2**63 - 1
@@ -87,7 +91,13 @@ def round_to_minor(amount_major: Decimal, currency: str) -> int:
     """Round an exact major-unit amount to integer minor units with the one rounding rule."""
     invariant(isinstance(amount_major, Decimal), "round_to_minor takes a Decimal")
     exponent = currency_exponent(currency)
-    minor = (amount_major.scaleb(exponent)).quantize(Decimal(1), rounding=ROUNDING_RULE)
+    # Scaling must be exact, or the value would be rounded once by the context and again by
+    # the rule: use a context wide enough for every digit of the input.
+    digits = len(amount_major.as_tuple().digits)
+    context = decimal.Context(prec=max(digits + exponent + 2, 40), rounding=ROUNDING_RULE)
+    minor = amount_major.scaleb(exponent, context=context).quantize(
+        Decimal(1), rounding=ROUNDING_RULE, context=context
+    )
     return int(minor)
 
 
@@ -161,10 +171,8 @@ class Money:
         """Multiply by an exact decimal factor and round once with the rounding rule."""
         if not isinstance(factor, Decimal):
             raise TypeError("Money.scale takes a Decimal")
-        return Money(
-            round_to_minor(self.to_major() * factor, self.currency),
-            self.currency,
-        )
+        exact = self.to_major().fma(factor, Decimal(0), context=_EXACT_PRODUCT_CONTEXT)
+        return Money(round_to_minor(exact, self.currency), self.currency)
 
     def _cmp(self, other: Money) -> tuple[int, int]:
         self._same(other)
