@@ -1,0 +1,17 @@
+"""Every catalog and subscription error code is documented in docs/errors.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tallybook.catalog.errors import CatalogCode
+from tallybook.subscriptions.errors import SubscriptionCode
+
+ERRORS_DOC = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
+
+
+@pytest.mark.parametrize("code", [*CatalogCode, *SubscriptionCode], ids=str)
+def test_code_is_documented(code: str) -> None:
+    assert f"`{code}`" in ERRORS_DOC.read_text()
