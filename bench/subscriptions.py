@@ -25,10 +25,10 @@ from typing import Final
 
 import psycopg
 from sqlalchemy import create_engine, text
-from tallybook.catalog.meters import MeterInput
 
 from tallybook.catalog import plans
 from tallybook.catalog.domain import Interval, IntervalUnit, VersionTerms
+from tallybook.catalog.meters import MeterInput
 from tallybook.catalog.pricing import PriceDef, parse_price
 from tallybook.customers import service as customers
 from tallybook.db import Database

@@ -107,6 +107,15 @@ def create_app(db: Database, settings: Settings | None = None) -> Any:
     return EdgeMiddleware(api, body_limits=[("/v1/events", EVENTS_BODY_BYTES_MAX)])
 
 
+def app_from_env() -> Any:
+    """The app of one ``tallybook serve --workers N`` process, configured from the environment."""
+    from tallybook.observability.logging import configure_logging
+
+    settings = Settings.from_env()
+    configure_logging(json_lines=settings.log_json, level=settings.log_level)
+    return create_app(Database(settings.database_url), settings)
+
+
 def fastapi_of(app: Any) -> FastAPI:
     inner = app.app if isinstance(app, EdgeMiddleware) else app
     assert isinstance(inner, FastAPI)
