@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from tallybook.cli.context import console
+from tallybook.cli.demo_ledger import run_ledger_demo
 from tallybook.cli.demo_metering import run_metering_demo
 from tallybook.db import Database
 from tallybook.db.migrate import upgrade
@@ -18,6 +19,7 @@ def run_demo(path: str, *, fresh: bool = True) -> None:
     db = Database(f"sqlite:///{path}")
     upgrade(db.engine)
     console.print(f"[bold]tallybook demo[/bold] on {path}")
+    run_ledger_demo(db, console)
     # --- metering: a synthetic month of usage (tallybook.cli.demo_metering) ---
     run_metering_demo(db, console)
     # --- end metering ---
