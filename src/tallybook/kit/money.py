@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Final
 
+from tallybook.kit.assets import UNIT_ASSET_EXPONENT, is_unit_asset
 from tallybook.kit.errors import CommonCode, InvalidRequest
 from tallybook.kit.invariant import invariant
 
@@ -52,11 +53,19 @@ CURRENCY_EXPONENTS: Final[dict[str, int]] = {
 }
 
 
-def normalize_currency(currency: object, *, param: str = "currency") -> str:
-    """Return the upper-case ISO 4217 code, or raise ``currency_invalid`` naming ``param``."""
+def normalize_currency(
+    currency: object, *, param: str = "currency", allow_units: bool = False
+) -> str:
+    """Return the upper-case ISO 4217 code, or raise ``currency_invalid`` naming ``param``.
+
+    With ``allow_units`` a unit asset code (``U_TOKENS``, see :mod:`tallybook.kit.assets`) is
+    accepted too: the ledger and :class:`Money` take both; customers and plans only currencies.
+    """
     if not isinstance(currency, str):
         raise InvalidRequest(CommonCode.CURRENCY_INVALID, "currency must be a string", param=param)
     code = currency.strip().upper()
+    if allow_units and is_unit_asset(code):
+        return code
     if code not in CURRENCY_EXPONENTS:
         raise InvalidRequest(
             CommonCode.CURRENCY_INVALID,
@@ -67,7 +76,10 @@ def normalize_currency(currency: object, *, param: str = "currency") -> str:
 
 
 def currency_exponent(currency: str) -> int:
-    return CURRENCY_EXPONENTS[normalize_currency(currency)]
+    code = normalize_currency(currency, allow_units=True)
+    if is_unit_asset(code):
+        return UNIT_ASSET_EXPONENT
+    return CURRENCY_EXPONENTS[code]
 
 
 def check_amount_minor(amount_minor: object, *, param: str = "amount_minor") -> int:
@@ -112,14 +124,15 @@ class CurrencyMismatch(InvalidRequest):
 
 @dataclass(frozen=True, slots=True, order=False)
 class Money:
-    """An amount of one currency in integer minor units (cents for USD, yen for JPY)."""
+    """An amount of one currency in integer minor units (cents for USD, yen for JPY), or of one
+    unit asset in micro-units (usage credits, see :mod:`tallybook.kit.assets`)."""
 
     amount_minor: int
     currency: str
 
     def __post_init__(self) -> None:
         check_amount_minor(self.amount_minor)
-        normalized = normalize_currency(self.currency)
+        normalized = normalize_currency(self.currency, allow_units=True)
         if normalized != self.currency:
             object.__setattr__(self, "currency", normalized)
 

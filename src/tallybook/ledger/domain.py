@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+from tallybook.kit.assets import is_unit_asset
 from tallybook.kit.clock import isoformat_z
 from tallybook.kit.errors import TallybookError
 from tallybook.kit.metadata import validate_metadata
@@ -166,9 +167,15 @@ def _leg_refusal(legs: Sequence[Leg]) -> Refusal | None:
         if refusal is not None:
             return refusal
     for index, leg in enumerate(legs):
-        if not isinstance(leg.currency, str) or leg.currency.upper() not in CURRENCY_EXPONENTS:
+        if not isinstance(leg.currency, str) or not (
+            leg.currency.upper() in CURRENCY_EXPONENTS or is_unit_asset(leg.currency.upper())
+        ):
             param = f"legs[{index}].currency"
-            return Refusal(Rejection.CURRENCY_INVALID, f"{param} is not ISO 4217", param)
+            return Refusal(
+                Rejection.CURRENCY_INVALID,
+                f"{param} is neither an ISO 4217 currency nor a unit asset (U_<METER KEY>)",
+                param,
+            )
     seen: set[str] = set()
     for index, leg in enumerate(legs):
         if leg.account_id in seen:

@@ -34,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tallybook.db import Base, JSONType, UTCDateTime
+from tallybook.kit.assets import ASSET_CODE_LENGTH_MAX
 
 #: Client-chosen transfer ids are at most 64 characters; system ids (``~expire:<id>``) add a
 #: prefix outside the client alphabet, hence the wider column.
@@ -86,7 +87,7 @@ class LedgerAccount(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     #: What the account is for: ``customer_credit``, ``revenue_usage``, ``stripe_clearing``…
     code: Mapped[str] = mapped_column(String(64))
-    currency: Mapped[str] = mapped_column(String(3))
+    currency: Mapped[str] = mapped_column(String(ASSET_CODE_LENGTH_MAX))
     #: asset | liability | revenue | expense | equity; decides the sign of ``net``.
     kind: Mapped[str] = mapped_column(String(16))
     owner_type: Mapped[str] = mapped_column(String(16))
@@ -213,7 +214,7 @@ class LedgerEntry(Base):
     account_id: Mapped[str] = mapped_column(String(40), ForeignKey("ledger_accounts.id"))
     #: The balance row this entry moved (0 unless the account is sharded).
     shard: Mapped[int] = mapped_column(SmallInteger)
-    currency: Mapped[str] = mapped_column(String(3))
+    currency: Mapped[str] = mapped_column(String(ASSET_CODE_LENGTH_MAX))
     direction: Mapped[str] = mapped_column(String(6))
     phase: Mapped[str] = mapped_column(String(7))
     amount_minor: Mapped[int] = mapped_column(BigInteger)

@@ -37,7 +37,9 @@ class _Body(BaseModel):
 
 class LedgerAccountCreateBody(_Body):
     code: str = Field(description="What the account is for: `customer_credit`, `revenue_usage`…")
-    currency: str = Field(description="ISO 4217")
+    currency: str = Field(
+        description="ISO 4217 currency, or a unit asset U_<METER KEY> for usage credits"
+    )
     kind: str = Field(description="asset, liability, revenue, expense or equity")
     customer: str | None = Field(None, description="The owning customer; omit for a system account")
     reference: str = Field("", description="Tells apart accounts with the same code and owner")
@@ -68,7 +70,7 @@ class LegBody(_Body):
     account_id: str
     direction: str = Field(description="debit or credit")
     amount_minor: int = Field(strict=True, description="Integer minor units, greater than zero")
-    currency: str = Field(description="ISO 4217; must be the account's currency")
+    currency: str = Field(description="ISO 4217 or unit asset; must be the account's currency")
 
 
 class LedgerTransferCreateBody(_Body):

@@ -53,7 +53,7 @@ def _validated(tx: Tx, spec: AccountSpec) -> dict[str, Any]:
             "code must be 2-64 characters: a lower-case letter, then a-z 0-9 _",
             param="code",
         )
-    currency = normalize_currency(spec.currency)
+    currency = normalize_currency(spec.currency, allow_units=True)
     if spec.kind not in tuple(AccountKind):
         kinds = ", ".join(AccountKind)
         raise InvalidRequest(AccountCode.KIND_INVALID, f"kind must be one of {kinds}", param="kind")
@@ -209,7 +209,7 @@ def list_accounts(
         request,
         owner_id=customer_id,
         code=code,
-        currency=normalize_currency(currency) if currency is not None else None,
+        currency=normalize_currency(currency, allow_units=True) if currency is not None else None,
     )
     return page_from_rows([account_of_row(row) for row in rows], request)
 
