@@ -134,3 +134,25 @@ class TestLinkedBatches:
         again = books.run(*batch, linked=True)
         assert [r.status for r in again] == ["exists", "exists"]
         assert books.available(books.wallet) == 400
+
+    def test_a_duplicate_of_an_undone_member_is_not_reported_as_existing(
+        self, books: Books
+    ) -> None:
+        """A linked batch that sends one id twice and then fails: the first copy is undone, so
+        the second must not answer ``exists`` (nothing with that id was stored)."""
+        books.fund(books.wallet, 1000)
+        twice = move("l1", books.wallet, books.revenue, 300)
+        results = books.run(
+            twice,
+            twice,
+            move("l2", books.wallet, books.other_wallet, 900),  # not enough left
+            linked=True,
+        )
+        assert [r.code for r in results] == [
+            Rejection.LINKED_EVENT_FAILED,
+            Rejection.LINKED_EVENT_FAILED,
+            Rejection.EXCEEDS_CREDITS,
+        ]
+        assert all(r.transfer is None for r in results)
+        with books.db.read() as tx:
+            assert ledger.transfers_by_id(tx, ["l1"]) == {}

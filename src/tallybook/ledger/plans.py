@@ -104,12 +104,17 @@ def plan_operation(op: LedgerOp, target: Target | None, now: datetime) -> Plan |
     return _plan_resolution(op, target, now)
 
 
+#: Legs name their direction as a string or a Direction; a dict lookup is cheaper than
+#: ``Direction(value)``.
+_DIRECTIONS: Final[dict[str, Direction]] = {str(d): d for d in Direction}
+
+
 def _plan_transfer(op: TransferRequest, now: datetime) -> Plan:
     phase = Phase.PENDING if op.pending else Phase.POSTED
     entries = [
         PlannedEntry(
             leg.account_id,
-            Direction(leg.direction),
+            _DIRECTIONS[leg.direction],
             phase,
             leg.amount_minor,
             leg.currency.upper(),

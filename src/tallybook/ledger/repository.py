@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, bindparam, func, select, union_all
@@ -329,32 +329,73 @@ def _balance_params(items: Iterable[tuple[str, int, Sequence[int]]]) -> list[dic
     ]
 
 
+#: The order of the fields in the rows the transfer engine hands to ``write_journal`` (tuples:
+#: a batch builds hundreds of them). What the whole batch shares (the time, the actor, the
+#: linked batch's id) is passed once; ``effective_at`` None means now.
+TRANSFER_ROW: Final = (
+    "id",
+    "kind",
+    "reason_code",
+    "metadata",
+    "effective_at",
+    "pending_id",
+    "reverses_id",
+    "expires_at",
+    "request",
+)
+ENTRY_ROW: Final = (
+    "transfer_id",
+    "account_id",
+    "shard",
+    "currency",
+    "direction",
+    "phase",
+    "amount_minor",
+    "effective_at",
+)
+FAILURE_ROW: Final = ("id", "kind", "code", "message", "param", "request")
+HOLD_ROW: Final = ("transfer_id", "expires_at")
+
+
 def write_journal(
     tx: Tx,
     *,
-    transfers: Sequence[Mapping[str, Any]],
-    entries: Sequence[Mapping[str, Any]],
-    failures: Sequence[Mapping[str, Any]],
+    now: datetime,
+    actor: str,
+    batch_id: str | None,
+    transfers: Sequence[Sequence[Any]],
+    entries: Sequence[Sequence[Any]],
+    failures: Sequence[Sequence[Any]],
     balances_set: Sequence[tuple[str, int, Sequence[int]]],
     balances_added: Sequence[tuple[str, int, Sequence[int]]],
-    holds_opened: Sequence[Mapping[str, Any]],
+    holds_opened: Sequence[Sequence[Any]],
     holds_closed: Sequence[str],
 ) -> bool:
     """Write one batch's outcome: the journal rows in bulk, then the balances. Always True:
     this path looks the ids up before deciding (see :mod:`.repository_pg` for the other way).
 
-    Transfers go in id order and shard increments in (account, shard) order, so concurrent
-    batches meet on any shared row in the same order.
+    Rows are tuples in the order of :data:`TRANSFER_ROW`, :data:`ENTRY_ROW`,
+    :data:`FAILURE_ROW` and :data:`HOLD_ROW`. Transfers go in id order and shard increments in
+    (account, shard) order, so concurrent batches meet on any shared row in the same order.
     """
     conn = _conn(tx)
     if transfers:
-        conn.execute(sa.insert(TRANSFERS), _insert_order(transfers))
+        shared = {"created_at": now, "batch_id": batch_id, "actor": actor}
+        rows = [_with_now(TRANSFER_ROW, row, now) | shared for row in transfers]
+        conn.execute(sa.insert(TRANSFERS), _insert_order(rows))
     if entries:
-        conn.execute(sa.insert(ENTRIES), list(entries))
+        conn.execute(
+            sa.insert(ENTRIES),
+            [_with_now(ENTRY_ROW, row, now) | {"created_at": now} for row in entries],
+        )
     if failures:
-        conn.execute(sa.insert(FAILURES), sorted(failures, key=lambda row: row["id"]))
+        shared = {"failed_at": now, "batch_id": batch_id, "actor": actor}
+        rows = [dict(zip(FAILURE_ROW, row, strict=True)) | shared for row in failures]
+        conn.execute(sa.insert(FAILURES), sorted(rows, key=lambda row: row["id"]))
     if holds_opened:
-        conn.execute(sa.insert(OPEN_HOLDS), list(holds_opened))
+        conn.execute(
+            sa.insert(OPEN_HOLDS), [dict(zip(HOLD_ROW, row, strict=True)) for row in holds_opened]
+        )
     if holds_closed:
         conn.execute(
             sa.delete(OPEN_HOLDS).where(
@@ -367,6 +408,13 @@ def write_journal(
     if balances_added:
         conn.execute(_ADD_TO_BALANCE, _balance_params(sorted(balances_added)))
     return True
+
+
+def _with_now(fields: Sequence[str], row: Sequence[Any], now: datetime) -> dict[str, Any]:
+    values = dict(zip(fields, row, strict=True))
+    if values["effective_at"] is None:
+        values["effective_at"] = now
+    return values
 
 
 def _insert_order(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

@@ -18,11 +18,13 @@ from __future__ import annotations
 import os
 import socket
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from tallybook.db import Database, Tx
 from tallybook.kit.ids import new_id
@@ -105,6 +107,56 @@ def claim_in(
     run.lease_expires_at = lease_until
     run.attempts += 1
     return Claim(job, run_key, owner, dict(run.checkpoint or {}), run.attempts, resumed=True)
+
+
+def claim_and_complete_many(
+    tx: Tx, *, job: str, run_keys: Sequence[str], owner: str, result: dict[str, Any] | None = None
+) -> set[str]:
+    """For batch jobs whose runs are each claimed and completed inside the caller's
+    transaction: :func:`claim_in` then :func:`complete` for many run keys in one statement.
+    Returns the keys this call took: new runs, and runs neither succeeded nor held by another
+    live owner (a failed run is taken again). Nothing is taken twice: a concurrent caller
+    meets the same rows and waits for this transaction, then finds them succeeded."""
+    if not run_keys:
+        return set()
+    now = tx.now()
+    insert = postgresql.insert if tx.is_postgres else sqlite.insert
+    rows = [
+        {
+            "job": job,
+            "run_key": key,
+            "status": SUCCEEDED,
+            "owner": owner,
+            "lease_expires_at": None,
+            "attempts": 1,
+            "checkpoint": {},
+            "result": result or {},
+            "started_at": now,
+            "finished_at": now,
+        }
+        for key in run_keys
+    ]
+    statement = insert(JobRun)
+    existing = JobRun.__table__.c
+    upsert = statement.on_conflict_do_update(
+        index_elements=["job", "run_key"],
+        set_={
+            "status": SUCCEEDED,
+            "owner": owner,
+            "lease_expires_at": None,
+            "attempts": existing.attempts + 1,
+            "result": statement.excluded.result,
+            "finished_at": now,
+        },
+        where=(existing.status != SUCCEEDED)
+        & (
+            existing.lease_expires_at.is_(None)
+            | (existing.lease_expires_at <= now)
+            | (existing.owner == owner)
+        ),
+    ).returning(JobRun.run_key, sort_by_parameter_order=True)
+    # One statement with many parameter sets (batched into multi-row VALUES … RETURNING).
+    return {row[0] for row in tx.session.execute(upsert, rows)}
 
 
 def save_checkpoint(

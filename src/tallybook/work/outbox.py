@@ -87,6 +87,35 @@ def enqueue(
     return existing
 
 
+def enqueue_many(tx: Tx, messages: Sequence[Mapping[str, Any]]) -> None:
+    """:func:`enqueue` for many messages in one statement (each a mapping with ``topic``,
+    ``dedup_key``, ``payload`` and optionally ``ordering_key``); existing (topic, dedup_key)
+    pairs are left as they are. For batch jobs that enqueue one message per item."""
+    if not messages:
+        return
+    now = tx.now()
+    rows = [
+        {
+            "id": new_id("obx"),
+            "topic": m["topic"],
+            "dedup_key": m["dedup_key"],
+            "ordering_key": m.get("ordering_key"),
+            "payload": dict(m["payload"]),
+            "status": PENDING,
+            "attempts": 0,
+            "available_at": m.get("available_at") or now,
+            "created_at": now,
+        }
+        for m in messages
+    ]
+    insert = postgresql.insert if tx.is_postgres else sqlite.insert
+    # One statement with many parameter sets (SQLAlchemy batches them into multi-row VALUES).
+    tx.session.execute(
+        insert(OutboxMessage).on_conflict_do_nothing(index_elements=["topic", "dedup_key"]),
+        rows,
+    )
+
+
 def backoff_seconds(attempts: int) -> float:
     """Exponential backoff with full jitter, capped."""
     exponent = float(max(attempts - 1, 0))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -20,11 +20,21 @@ from sqlalchemy import Row
 
 from tallybook.db import Tx
 from tallybook.ledger import repository, repository_pg
-from tallybook.ledger.domain import Limits
+from tallybook.ledger.domain import LIMITS, Limits
 from tallybook.ledger.plans import REVERSIBLE_KINDS, Target, TargetEntry
 from tallybook.ledger.values import Direction, Phase, TransferKind
 
-__all__ = ["AccountState", "Target", "TargetEntry", "load_accounts", "load_targets"]
+__all__ = [
+    "AccountState",
+    "Fixed",
+    "Target",
+    "TargetEntry",
+    "account_states",
+    "fixed_attributes",
+    "load_accounts",
+    "load_targets",
+    "normal_ids",
+]
 
 #: What the transfer path needs from an account row never changes (currency, owner, shard
 #: count; limits and ``closed`` live on the balance row it locks), so a process remembers it and
@@ -56,7 +66,7 @@ class AccountState:
 
 
 @dataclass(frozen=True, slots=True)
-class _Fixed:
+class Fixed:
     """An account's attributes that never change."""
 
     currency: str
@@ -64,7 +74,7 @@ class _Fixed:
     shards: int
 
 
-_fixed: dict[str, _Fixed] = {}
+_fixed: dict[str, Fixed] = {}
 _fixed_lock = threading.Lock()
 
 
@@ -73,41 +83,42 @@ def _remember(rows: Sequence[Row[Any]]) -> None:
         if len(_fixed) + len(rows) > ACCOUNT_CACHE_SIZE_MAX:
             _fixed.clear()
         for row in rows:
-            _fixed[row.id] = _Fixed(row.currency, row.owner_id, row.balance_shards)
+            _fixed[row.id] = Fixed(row.currency, row.owner_id, row.balance_shards)
 
 
-def load_accounts(
-    tx: Tx, account_ids: Iterable[str], transfer_ids: Sequence[str], *, lookup: bool
-) -> tuple[dict[str, AccountState], dict[str, repository.Stored]]:
-    """Lock normal accounts' balance rows (by id) and note sharded ones (no lock); then, with
-    ``lookup``, find what the ledger already holds under ``transfer_ids``. Unknown account ids
-    are simply absent."""
-    ids = sorted(set(account_ids))
+def fixed_attributes(tx: Tx, account_ids: Iterable[str]) -> dict[str, Fixed]:
+    """The never-changing attributes of the accounts that exist among ``account_ids`` (from
+    the process cache; unknown ids are looked up once)."""
+    ids = set(account_ids)
     unknown = [account_id for account_id in ids if account_id not in _fixed]
     if unknown:
-        _remember(repository.accounts(tx, unknown))
-    fixed = {account_id: _fixed[account_id] for account_id in ids if account_id in _fixed}
-    normal = [account_id for account_id, f in fixed.items() if f.shards == 1]
-    stored: dict[str, repository.Stored] = {}
-    if tx.is_postgres:
-        locked = repository_pg.lock_balance_rows(tx, normal)
-        if lookup:
-            stored = repository_pg.stored_outcomes(tx, transfer_ids)
-    else:
-        locked = repository.lock_balance_rows(tx, normal)
-        if lookup:
-            stored = repository.stored_outcomes(tx, transfer_ids)
+        _remember(repository.accounts(tx, sorted(unknown)))
+    return {account_id: _fixed[account_id] for account_id in ids if account_id in _fixed}
+
+
+def normal_ids(fixed: Mapping[str, Fixed]) -> list[str]:
+    """The accounts whose one balance row a batch locks (not the sharded ones), in lock order."""
+    return sorted(account_id for account_id, f in fixed.items() if f.shards == 1)
+
+
+def account_states(
+    locked: Iterable[Sequence[Any]], fixed: Mapping[str, Fixed]
+) -> dict[str, AccountState]:
+    """What a batch decides with: the locked balance rows of normal accounts (as the lock
+    statement returns them) and the sharded accounts, which take no lock."""
     states: dict[str, AccountState] = {}
-    for row in locked:
-        f = fixed[row.account_id]
-        states[row.account_id] = AccountState(
-            id=row.account_id,
+    # Rows by position (both repositories select the same columns in the same order): a
+    # batch reads hundreds of them.
+    for account_id, closed, debit_limit, credit_limit, *values in locked:
+        f = fixed[account_id]
+        states[account_id] = AccountState(
+            id=account_id,
             currency=f.currency,
             owner_id=f.owner_id,
-            closed=bool(row.closed),
+            closed=bool(closed),
             shards=1,
-            limits=Limits(row.debits_must_not_exceed_credits, row.credits_must_not_exceed_debits),
-            values=[row.debits_posted, row.credits_posted, row.debits_pending, row.credits_pending],
+            limits=LIMITS[(bool(debit_limit), bool(credit_limit))],
+            values=values,
         )
     for account_id, f in fixed.items():
         if f.shards > 1:
@@ -117,10 +128,30 @@ def load_accounts(
                 owner_id=f.owner_id,
                 closed=False,
                 shards=f.shards,
-                limits=Limits(),
+                limits=LIMITS[(False, False)],
                 values=None,
             )
-    return states, stored
+    return states
+
+
+def load_accounts(
+    tx: Tx, account_ids: Iterable[str], transfer_ids: Sequence[str], *, lookup: bool
+) -> tuple[dict[str, AccountState], dict[str, repository.Stored]]:
+    """Lock normal accounts' balance rows (by id) and note sharded ones (no lock); then, with
+    ``lookup``, find what the ledger already holds under ``transfer_ids``. Unknown account ids
+    are simply absent."""
+    fixed = fixed_attributes(tx, account_ids)
+    normal = normal_ids(fixed)
+    stored: dict[str, repository.Stored] = {}
+    if tx.is_postgres:
+        locked = repository_pg.send_lock(tx, normal).rows()
+        if lookup:
+            stored = repository_pg.stored_outcomes(tx, transfer_ids)
+    else:
+        locked = repository.lock_balance_rows(tx, normal)
+        if lookup:
+            stored = repository.stored_outcomes(tx, transfer_ids)
+    return account_states(locked, fixed), stored
 
 
 def load_targets(tx: Tx, transfer_ids: Iterable[str]) -> dict[str, Target]:
