@@ -1,0 +1,546 @@
+"""Entitlement checks over HTTP for 10,000 customers while events are being ingested, beside a
+raw baseline measured in the same run, and freshness (ingest answered → check sees it).
+
+    .venv/bin/python bench/entitlements.py                   # 10,000 customers, 2 server processes
+    .venv/bin/python bench/entitlements.py --seconds 5       # shorter rounds
+
+What it does:
+
+1. creates its own PostgreSQL database (``tb_bench_entitlements_<random>``), migrates it and
+   builds 10,000 customers, each subscribed ten days ago (so the current period spans
+   ten days of hourly rollups) to one of two plans with a metered feature (hard limit) and a
+   boolean feature; ingests a history of usage (events in random hours of those ten days);
+2. serves the API with ``--workers`` uvicorn processes, the app plus one extra route for the
+   baseline: ``POST /bench/baseline`` reads one customer row by primary key over the same
+   connection pool (same authentication, same raw-body decoding, same thread hop) and answers
+   a small JSON, so the ratio isolates what the check itself costs;
+3. runs client processes (keep-alive HTTP connections, one thread each) that alternate rounds
+   of baseline requests and checks (random customers, 90 % metered with a quantity, 10 %
+   boolean), while an ingest thread posts batches of usage events at a steady rate and a
+   freshness probe posts one event for a customer and immediately checks that customer,
+   measuring from the ingest's answer until a check shows the usage;
+4. prints checks per second and p50/p99 latency beside the baseline's, the ratio, the
+   freshness figures and which path answered (``tallybook_entitlements_checks_total``), and
+   drops the database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import re
+import secrets
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+ADMIN_URL = os.environ.get("TALLYBOOK_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+HISTORY_DAYS = 10
+
+
+# The server --------------------------------------------------------------------------------------
+
+
+def bench_app() -> Any:
+    """``tallybook serve``'s app plus the baseline route (uvicorn factory, one per worker).
+
+    The baseline goes through the same lane as the check (``entitlements.endpoints.CheckLane``:
+    bearer key, scope, raw body decoded by msgspec, a worker thread, the same pooled connection
+    in autocommit) and does a primary-key read of one customer row instead of the check."""
+    from tallybook.api.app import app_from_env, fastapi_of
+    from tallybook.entitlements import endpoints
+
+    app = app_from_env()
+    api = fastapi_of(app)
+
+    def primary_key_read(
+        db: Any, actor: str, request_id: str | None, body: bytes, policies: Any
+    ) -> bytes:
+        customer = endpoints.decode_check(body).customer
+        pooled = db.engine.raw_connection()
+        try:
+            driver = pooled.driver_connection
+            assert driver is not None
+            driver.autocommit = True
+            try:
+                with driver.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT id, external_id FROM customers WHERE id = %s", (customer,)
+                    )
+                    row = cursor.fetchone()
+            finally:
+                driver.autocommit = False
+        finally:
+            pooled.close()
+        return json.dumps({"object": "baseline", "found": row is not None}).encode()
+
+    api.router.add_route(
+        "/bench/baseline",
+        endpoints.CheckLane(work=primary_key_read),
+        methods=["POST"],
+        include_in_schema=False,
+    )
+    return app
+
+
+def start_server(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "TALLYBOOK_LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(ROOT),
+    }
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "bench.entitlements:bench_app",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", "/healthz")
+            if connection.getresponse().status == 200:
+                return server
+        except OSError:
+            time.sleep(0.3)
+    server.kill()
+    raise SystemExit("the server did not start")
+
+
+# Setup --------------------------------------------------------------------------------------------
+
+
+def setup_database(
+    url: str, customers: int, events_per_customer: int
+) -> tuple[str, list[str], list[str]]:
+    from tallybook.auth.service import create_api_key
+    from tallybook.catalog import features, plans
+    from tallybook.catalog.meters import MeterInput
+    from tallybook.customers import service as customers_service
+    from tallybook.db import Database
+    from tallybook.db.migrate import upgrade
+    from tallybook.kit.clock import TestClock
+    from tallybook.metering import service as metering
+    from tallybook.subscriptions import service as subscriptions
+    from tallybook.subscriptions.domain import CreateRequest
+
+    started = datetime.now(UTC).replace(second=17, microsecond=0) - timedelta(days=HISTORY_DAYS)
+    db = Database(url)
+    upgrade(db.engine)
+    back = db.with_clock(TestClock(started))
+    with back.transaction(actor="bench") as tx:
+        meter = metering.define_meter(
+            tx,
+            MeterInput(
+                key="tokens", event_type="llm.request", aggregation="sum", value_path="tokens"
+            ),
+        )
+        tokens = features.create(
+            tx,
+            features.FeatureInput(key="tokens", name="Tokens", type="metered", meter_id=meter.id),
+        )
+        sso = features.create(tx, features.FeatureInput(key="sso", name="SSO", type="boolean"))
+        versions = []
+        for key, limit in (("starter", "2000000"), ("pro", "20000000")):
+            plan = plans.create_plan(tx, plans.PlanInput(key=key, name=key.title()))
+            version = plans.create_version(
+                tx,
+                plan.id,
+                {
+                    "currency": "USD",
+                    "interval": "month",
+                    "interval_count": 1,
+                    "prices": [
+                        {
+                            "type": "flat",
+                            "key": "fee",
+                            "name": "Fee",
+                            "amount_minor": 2000,
+                            "timing": "in_advance",
+                        }
+                    ],
+                    "entitlements": [
+                        {"feature": tokens.id, "limit": limit, "enforcement": "hard"},
+                        {"feature": sso.id, "enabled": key == "pro"},
+                    ],
+                },
+            )
+            plans.publish(tx, version.id)
+            versions.append(version.id)
+        _, secret = create_api_key(tx, name="bench", scopes=["entitlements:read", "events:write"])
+    ids: list[str] = []
+    externals: list[str] = []
+    batch = 500
+    for offset in range(0, customers, batch):
+        with back.transaction(actor="bench") as tx:
+            for index in range(offset, min(offset + batch, customers)):
+                customer = customers_service.create(
+                    tx,
+                    customers_service.CustomerInput(
+                        external_id=f"bench-{index:05d}", currency="USD"
+                    ),
+                )
+                subscriptions.create(
+                    tx,
+                    CreateRequest(customer=customer.id, plan_version_id=versions[index % 2]),
+                )
+                ids.append(customer.id)
+                externals.append(customer.external_id)
+        print(f"  customers {len(ids):,}/{customers:,}", file=sys.stderr, flush=True)
+    rng = random.Random(5)
+    hours = HISTORY_DAYS * 24
+    pending: list[dict[str, Any]] = []
+    sent = 0
+    for external in externals:
+        for _ in range(events_per_customer):
+            at = started + timedelta(hours=rng.randrange(hours), minutes=rng.randrange(60))
+            pending.append(
+                {
+                    "specversion": "1.0",
+                    "id": secrets.token_hex(8),
+                    "source": "bench-history",
+                    "type": "llm.request",
+                    "subject": external,
+                    "time": at.isoformat().replace("+00:00", "Z"),
+                    "data": {"tokens": rng.randrange(1, 5000)},
+                }
+            )
+            if len(pending) == 1000:
+                with db.transaction(actor="bench") as tx:
+                    metering.ingest_events(tx, pending)
+                sent += len(pending)
+                pending = []
+    if pending:
+        with db.transaction(actor="bench") as tx:
+            metering.ingest_events(tx, pending)
+        sent += len(pending)
+    print(f"  history: {sent:,} events", file=sys.stderr, flush=True)
+    db.dispose()
+    return secret, ids, externals
+
+
+# The client ---------------------------------------------------------------------------------------
+
+
+def client(args: argparse.Namespace) -> None:
+    """One process: ``--threads`` connections running the rounds; prints one JSON line."""
+    ids = json.loads(Path(args.ids).read_text())
+    rng = random.Random(args.seed)
+    headers = {"Authorization": f"Bearer {args.key}", "Content-Type": "application/json"}
+    bodies = []
+    for _ in range(20_000):
+        customer = rng.choice(ids)
+        if rng.random() < 0.9:
+            body = {"customer": customer, "feature": "tokens", "quantity": rng.randrange(1, 2000)}
+        else:
+            body = {"customer": customer, "feature": "sso"}
+        bodies.append(json.dumps(body).encode())
+    rounds: dict[str, list[list[float]]] = {"baseline": [], "check": []}
+    errors: list[str] = []
+    connections = [
+        http.client.HTTPConnection("127.0.0.1", args.port, timeout=30) for _ in range(args.threads)
+    ]
+    start_barrier = time.time() + 1.0
+
+    def run_round(path: str, round_start: float, round_end: float) -> list[float]:
+        latencies: list[float] = []
+        lock = threading.Lock()
+
+        def worker(n: int) -> None:
+            connection = connections[n]
+            local: list[float] = []
+            cursor = n * 997
+            while time.time() < round_start:
+                time.sleep(0.001)
+            while time.time() < round_end:
+                body = bodies[cursor % len(bodies)]
+                cursor += 1
+                sent = time.perf_counter()
+                connection.request("POST", path, body=body, headers=headers)
+                response = connection.getresponse()
+                payload = response.read()
+                local.append(time.perf_counter() - sent)
+                if response.status != 200:
+                    errors.append(f"{response.status} {payload[:200]!r}")
+            with lock:
+                latencies.extend(local)
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(args.threads)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return latencies
+
+    for index, kind in enumerate(args.order.split(",")):
+        path = "/bench/baseline" if kind == "baseline" else "/v1/entitlements/check"
+        round_start = start_barrier + index * (args.seconds + 1.0)
+        rounds[kind].append(run_round(path, round_start, round_start + args.seconds))
+    print(json.dumps({"rounds": rounds, "errors": errors[:5], "error_count": len(errors)}))
+
+
+def ingest_and_probe(
+    port: int,
+    key: str,
+    externals: list[str],
+    ids: list[str],
+    stop: threading.Event,
+    rate: int,
+    results: dict[str, Any],
+) -> None:
+    """Steady ingestion (batches of 100) and freshness probes, until ``stop``."""
+    rng = random.Random(9)
+    ingest = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    probe = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    auth = {"Authorization": f"Bearer {key}"}
+    batch = 100
+    interval = batch / rate
+    next_send = time.monotonic()
+    freshness: list[float] = []
+    invisible = 0
+    sent = 0
+    probes = 0
+    while not stop.is_set():
+        now = time.monotonic()
+        if now >= next_send:
+            stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+            events = [
+                {
+                    "specversion": "1.0",
+                    "id": secrets.token_hex(8),
+                    "source": "bench-live",
+                    "type": "llm.request",
+                    "subject": rng.choice(externals),
+                    "time": stamp,
+                    "data": {"tokens": rng.randrange(1, 5000)},
+                }
+                for _ in range(batch)
+            ]
+            ingest.request(
+                "POST",
+                "/v1/events",
+                body=json.dumps(events).encode(),
+                headers={**auth, "Content-Type": "application/cloudevents-batch+json"},
+            )
+            response = ingest.getresponse()
+            response.read()
+            sent += batch
+            next_send += interval
+            continue
+        # Freshness probe: one event of a known size, then check until the check shows it.
+        index = rng.randrange(len(ids))
+        check = json.dumps({"customer": ids[index], "feature": "tokens"}).encode()
+        before = _used(probe, check, auth)
+        amount = 1_000_000 + rng.randrange(1000)
+        event = {
+            "specversion": "1.0",
+            "id": secrets.token_hex(8),
+            "source": "bench-probe",
+            "type": "llm.request",
+            "subject": externals[index],
+            "time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "data": {"tokens": amount},
+        }
+        probe.request(
+            "POST",
+            "/v1/events",
+            body=json.dumps(event).encode(),
+            headers={**auth, "Content-Type": "application/cloudevents+json"},
+        )
+        answer = probe.getresponse()
+        answer.read()
+        answered = time.perf_counter()
+        seen = False
+        while time.perf_counter() - answered < 2.0:
+            if _used(probe, check, auth) >= before + amount:
+                seen = True
+                break
+        if seen:
+            freshness.append(time.perf_counter() - answered)
+        else:
+            invisible += 1
+        probes += 1
+        time.sleep(0.05)
+    results.update(freshness=freshness, invisible=invisible, events=sent, probes=probes)
+
+
+def _used(connection: http.client.HTTPConnection, body: bytes, auth: dict[str, str]) -> float:
+    connection.request(
+        "POST",
+        "/v1/entitlements/check",
+        body=body,
+        headers={**auth, "Content-Type": "application/json"},
+    )
+    response = connection.getresponse()
+    payload = json.loads(response.read())
+    return float(payload["used"])
+
+
+def paths(port: int) -> dict[str, float]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("GET", "/metrics")
+    text = connection.getresponse().read().decode()
+    found = {}
+    for match in re.finditer(
+        r'^tallybook_entitlements_checks_total\{path="(\w+)"\} ([0-9.e+]+)$', text, re.M
+    ):
+        found[match.group(1)] = float(match.group(2))
+    return found
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=10_000)
+    parser.add_argument("--history-events", type=int, default=20, help="per customer")
+    parser.add_argument("--workers", type=int, default=2, help="server processes")
+    parser.add_argument("--clients", type=int, default=2, help="client processes")
+    parser.add_argument("--threads", type=int, default=8, help="connections per client process")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per round")
+    parser.add_argument("--ingest-rate", type=int, default=1000, help="events/s during the rounds")
+    parser.add_argument("--port", type=int, default=19_000 + random.randrange(1000))
+    parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--key", help=argparse.SUPPRESS)
+    parser.add_argument("--ids", help=argparse.SUPPRESS)
+    parser.add_argument("--order", default="baseline,check,baseline,check", help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep", action="store_true", help="keep the database")
+    args = parser.parse_args()
+    if args.client:
+        client(args)
+        return
+
+    name = f"tb_bench_entitlements_{secrets.token_hex(4)}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    server = None
+    ids_file = Path(f"/tmp/{name}.ids.json")
+    try:
+        print(f"setting up {name}", file=sys.stderr)
+        setup_started = time.perf_counter()
+        key, ids, externals = setup_database(url, args.customers, args.history_events)
+        ids_file.write_text(json.dumps(ids))
+        print(f"  setup took {time.perf_counter() - setup_started:.0f} s", file=sys.stderr)
+        server = start_server(url, args.port, args.workers)
+        stop = threading.Event()
+        live: dict[str, Any] = {}
+        feeder = threading.Thread(
+            target=ingest_and_probe,
+            args=(args.port, key, externals, ids, stop, args.ingest_rate, live),
+        )
+        feeder.start()
+        command = [
+            sys.executable,
+            __file__,
+            "--client",
+            "--key",
+            key,
+            "--ids",
+            str(ids_file),
+            "--port",
+            str(args.port),
+            "--threads",
+            str(args.threads),
+            "--seconds",
+            str(args.seconds),
+        ]
+        clients = [
+            subprocess.Popen(
+                [*command, "--seed", str(n)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for n in range(args.clients)
+        ]
+        outputs = [c.communicate() for c in clients]
+        stop.set()
+        feeder.join()
+        answered_by = paths(args.port)
+    finally:
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        ids_file.unlink(missing_ok=True)
+        if not args.keep:
+            with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    results = []
+    for stdout, stderr in outputs:
+        if not stdout.strip():
+            raise SystemExit(f"client failed: {stderr[-2000:]}")
+        results.append(json.loads(stdout.strip().splitlines()[-1]))
+    errors = sum(r["error_count"] for r in results)
+    print(
+        f"entitlement checks over HTTP ({args.customers:,} customers, {args.workers} server "
+        f"processes, {args.clients}×{args.threads} connections, {args.ingest_rate:,} events/s "
+        f"ingested meanwhile)"
+    )
+    print(f"  {'round':<10} {'per second':>11} {'p50 ms':>8} {'p99 ms':>8}")
+    summary: dict[str, list[tuple[float, float, float]]] = {"baseline": [], "check": []}
+    for kind in ("baseline", "check"):
+        for round_index in range(len(results[0]["rounds"][kind])):
+            latencies = [x for r in results for x in r["rounds"][kind][round_index]]
+            rate = len(latencies) / args.seconds
+            p50, p99 = percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000
+            summary[kind].append((rate, p50, p99))
+            print(f"  {kind:<10} {rate:>11,.0f} {p50:>8.2f} {p99:>8.2f}")
+    for index, (check, baseline) in enumerate(
+        zip(summary["check"], summary["baseline"], strict=True)
+    ):
+        print(
+            f"  round {index + 1}: checks/s {check[0] / baseline[0]:.2f}× the baseline's; "
+            f"p50 {check[1] / baseline[1]:.2f}×, p99 {check[2] / baseline[2]:.2f}×"
+        )
+    fresh = live.get("freshness", [])
+    if fresh:
+        print(
+            f"  freshness (ingest answered → a check shows it): {len(fresh)} probes, "
+            f"p50 {statistics.median(fresh) * 1000:.1f} ms, p99 {percentile(fresh, 0.99) * 1000:.1f} ms, "
+            f"max {max(fresh) * 1000:.1f} ms; not seen within 2 s: {live.get('invisible', 0)}"
+        )
+    print(f"  events ingested during the rounds: {live.get('events', 0):,}")
+    print(f"  answered by path: {answered_by}; HTTP errors: {errors}")
+    for result in results:
+        for sample in result["errors"]:
+            print(f"    e.g. {sample}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""The PostgreSQL hot path answers exactly as the portable path, over random customers:
+several subscriptions, payment statuses, overrides, reservations and usage at the edges of
+the period's hours."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tallybook.db import Database
+from tallybook.entitlements import service as entitlements
+from tallybook.kit.clock import TestClock
+from tallybook.subscriptions import service as subscriptions
+from tests.entitlements.conftest import checked
+from tests.fixtures.catalog_factories import create_subscription, create_version
+from tests.fixtures.grants_factories import metered_setup, send_usage
+
+subscription_specs = st.lists(
+    st.tuples(
+        st.one_of(st.none(), st.integers(0, 400)),
+        st.sampled_from(["hard", "soft"]),
+        st.sampled_from(["active", "active", "past_due", "unpaid"]),
+    ),
+    min_size=1,
+    max_size=3,
+)
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    specs=subscription_specs,
+    minutes=st.integers(0, 300),
+    usage=st.lists(st.tuples(st.integers(-400, 4), st.integers(1, 90)), max_size=6),
+    override=st.one_of(st.none(), st.integers(0, 300)),
+    reserved=st.integers(0, 50),
+    quantities=st.lists(st.one_of(st.none(), st.integers(0, 200)), min_size=1, max_size=3),
+)
+def test_the_hot_path_agrees_with_the_portable_path(
+    pg_db: Database,
+    clock: TestClock,
+    specs: list[tuple[int | None, str, str]],
+    minutes: int,
+    usage: list[tuple[int, int]],
+    override: int | None,
+    reserved: int,
+    quantities: list[int | None],
+) -> None:
+    clock.advance(minutes=7)  # periods start off the hour
+    with pg_db.transaction() as tx:
+        limit, enforcement, _ = specs[0]
+        setup = metered_setup(tx, limit=limit, enforcement=enforcement)
+        ids = [setup.subscription.id]
+        for extra_limit, extra_enforcement, _ in specs[1:]:
+            version = create_version(
+                tx,
+                entitlements=[
+                    {
+                        "feature": setup.feature.id,
+                        "limit": None if extra_limit is None else str(extra_limit),
+                        "enforcement": extra_enforcement,
+                    }
+                ],
+                prices=[],
+            )
+            ids.append(
+                create_subscription(tx, customer=setup.customer, version=version).subscription.id
+            )
+    with pg_db.transaction() as tx:
+        for subscription_id, (_, _, status) in zip(ids, specs, strict=True):
+            if status in ("past_due", "unpaid"):
+                subscriptions.mark_past_due(tx, subscription_id)
+            if status == "unpaid":
+                subscriptions.mark_unpaid(tx, subscription_id)
+    clock.advance(minutes=minutes)
+    for offset, amount in usage:
+        at = max(
+            clock.now() + timedelta(minutes=offset), setup.subscription.current_period_start_at
+        )  # type: ignore[type-var]
+        send_usage(pg_db, setup.customer, amount, time=at)
+    if override is not None:
+        with pg_db.transaction() as tx:
+            entitlements.create_override(
+                tx,
+                entitlements.OverrideInput(
+                    customer=setup.customer.id, feature=setup.feature.id, limit=override, reason="r"
+                ),
+            )
+    if reserved:
+        with pg_db.transaction() as tx:
+            entitlements.reserve(
+                tx,
+                entitlements.ReservationInput(
+                    customer=setup.customer.id,
+                    feature=setup.feature.key,
+                    quantity=Decimal(reserved),
+                ),
+                policies=entitlements.Policies(unpaid=entitlements.UnpaidPolicy.KEEP),
+            )
+    for quantity in quantities:
+        for feature in (setup.feature.key, setup.flag.key):
+            checked(pg_db, setup.customer.external_id, feature, quantity, expect_fast=True)
