@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from tallybook.cli.context import console
+from tallybook.cli.demo_invoicing import run_invoicing_demo
 from tallybook.cli.demo_ledger import run_ledger_demo
 from tallybook.cli.demo_metering import run_metering_demo
 from tallybook.db import Database
@@ -23,3 +24,6 @@ def run_demo(path: str, *, fresh: bool = True) -> None:
     # --- metering: a synthetic month of usage (tallybook.cli.demo_metering) ---
     run_metering_demo(db, console)
     # --- end metering ---
+    # --- invoicing: close the synthetic month (tallybook.cli.demo_invoicing) ---
+    run_invoicing_demo(db, console)
+    # --- end invoicing ---
