@@ -14,10 +14,10 @@ from tallybook.customers import service as customers
 from tallybook.db import Database, Tx
 from tallybook.kit.ids import new_id
 from tallybook.kit.money import Money
+from tallybook.ledger import chart
 from tallybook.ledger import service as ledger
 from tallybook.ledger.values import (
     Account,
-    AccountKind,
     AccountSpec,
     LedgerOp,
     Leg,
@@ -66,16 +66,10 @@ def _say(console: Console, result: TransferResult, what: str) -> None:
 
 def _open_accounts(tx: Tx) -> dict[str, Account]:
     accounts = {
-        "clearing": ledger.open_account(
-            tx, AccountSpec.system("stripe_clearing", CURRENCY, AccountKind.ASSET)
-        ),
-        "promotions": ledger.open_account(
-            tx, AccountSpec.system("promotion_expense", CURRENCY, AccountKind.EXPENSE)
-        ),
-        # Every spend credits revenue: a hot account, so its balance is spread over 8 rows.
-        "revenue": ledger.open_account(
-            tx, AccountSpec.system("revenue_usage", CURRENCY, AccountKind.REVENUE, balance_shards=8)
-        ),
+        "clearing": ledger.open_account(tx, chart.spec(chart.STRIPE_CLEARING, CURRENCY)),
+        "promotions": ledger.open_account(tx, chart.spec(chart.PROMOTION_EXPENSE, CURRENCY)),
+        # Every spend credits revenue: a hot account, its balance spread over several rows.
+        "revenue": ledger.open_account(tx, chart.spec(chart.REVENUE_USAGE, CURRENCY)),
     }
     for name in ("acme", "globex", "initech"):
         customer = customers.create(

@@ -4,59 +4,28 @@
 from __future__ import annotations
 
 from tallybook.db import Tx
-from tallybook.grants.domain import (
-    ACCOUNTS_RECEIVABLE,
-    CREDIT_BREAKAGE,
-    HOT_ACCOUNT_SHARDS,
-    PROMOTION_EXPENSE,
-    REVENUE_USAGE,
-    USAGE_CREDIT_CONSUMED,
-    USAGE_CREDIT_ISSUANCE,
-    GrantKind,
-    wallet_code,
-)
+from tallybook.grants.domain import ACCOUNTS_RECEIVABLE, GrantKind, wallet_code
+from tallybook.ledger import chart
 from tallybook.ledger import service as ledger
-from tallybook.ledger.values import Account, AccountKind, AccountSpec
+from tallybook.ledger.values import Account
 
 
 def wallet(tx: Tx, *, kind: GrantKind, customer_id: str, asset: str, grant_id: str) -> Account:
     """One wallet per grant: a liability that can't go negative (holds count against it)."""
     return ledger.open_account(
-        tx,
-        AccountSpec(
-            code=wallet_code(kind),
-            currency=asset,
-            kind=AccountKind.LIABILITY,
-            customer_id=customer_id,
-            reference=grant_id,
-            debits_must_not_exceed_credits=True,
-        ),
+        tx, chart.spec(wallet_code(kind), asset, customer_id=customer_id, reference=grant_id)
     )
 
 
 def accounts_receivable(tx: Tx, customer_id: str, currency: str) -> Account:
     return ledger.open_account(
-        tx,
-        AccountSpec(
-            code=ACCOUNTS_RECEIVABLE,
-            currency=currency,
-            kind=AccountKind.ASSET,
-            customer_id=customer_id,
-        ),
+        tx, chart.spec(chart.ACCOUNTS_RECEIVABLE, currency, customer_id=customer_id)
     )
 
 
 def system(tx: Tx, code: str, asset: str) -> Account:
-    """The system accounts of ADR 0002's chart, with their kind and sharding."""
-    kinds = {
-        PROMOTION_EXPENSE: (AccountKind.EXPENSE, HOT_ACCOUNT_SHARDS),
-        REVENUE_USAGE: (AccountKind.REVENUE, HOT_ACCOUNT_SHARDS),
-        CREDIT_BREAKAGE: (AccountKind.REVENUE, 1),
-        USAGE_CREDIT_ISSUANCE: (AccountKind.EQUITY, 1),
-        USAGE_CREDIT_CONSUMED: (AccountKind.EXPENSE, 1),
-    }
-    kind, shards = kinds[code]
-    return ledger.open_account(tx, AccountSpec.system(code, asset, kind, balance_shards=shards))
+    """A system account of ADR 0002's chart (kind and sharding from ``ledger.chart``)."""
+    return ledger.open_account(tx, chart.spec(code, asset))
 
 
 def counterpart(tx: Tx, code: str, *, customer_id: str, asset: str) -> Account:

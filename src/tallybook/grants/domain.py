@@ -84,7 +84,6 @@ USAGE_CREDIT_ISSUANCE: Final = "usage_credit_issuance"
 USAGE_CREDIT_CONSUMED: Final = "usage_credit_consumed"
 REVENUE_USAGE: Final = "revenue_usage"
 #: Hot system accounts touched by most postings are sharded (ADR 0002).
-HOT_ACCOUNT_SHARDS: Final = 16
 
 
 def wallet_code(kind: GrantKind) -> str:

@@ -25,10 +25,10 @@ from typing import Final
 from tallybook.db import Tx
 from tallybook.kit.money import Money
 from tallybook.kit.pagination import PageRequest
+from tallybook.ledger import chart
 from tallybook.ledger import service as ledger
-from tallybook.ledger.values import AccountKind, AccountSpec, Leg, TransferRequest
+from tallybook.ledger.values import AccountSpec, Leg, TransferRequest
 
-HOT_SHARDS: Final = 16
 TRANSFER_ID_LENGTH_MAX: Final = 64
 AR: Final = "accounts_receivable"
 BALANCE: Final = "customer_balance"
@@ -78,25 +78,9 @@ def revenue_code(kind: str) -> str:
 
 
 def _spec(code: str, currency: str, customer_id: str | None) -> AccountSpec:
-    if code == AR:
-        return AccountSpec(
-            code=AR, currency=currency, kind=AccountKind.ASSET, customer_id=customer_id
-        )
-    if code == BALANCE:
-        return AccountSpec(
-            code=BALANCE,
-            currency=currency,
-            kind=AccountKind.LIABILITY,
-            customer_id=customer_id,
-            debits_must_not_exceed_credits=True,
-        )
-    if code in (REVENUE_FEES, REVENUE_USAGE):
-        return AccountSpec.system(code, currency, AccountKind.REVENUE, balance_shards=HOT_SHARDS)
-    if code == DISCOUNTS:
-        return AccountSpec.system(code, currency, AccountKind.EXPENSE, balance_shards=HOT_SHARDS)
-    if code == BAD_DEBT:
-        return AccountSpec.system(code, currency, AccountKind.EXPENSE)
-    raise ValueError(f"unknown invoicing account {code}")
+    if code not in (AR, BALANCE, REVENUE_FEES, REVENUE_USAGE, DISCOUNTS, BAD_DEBT):
+        raise ValueError(f"unknown invoicing account {code}")
+    return chart.spec(code, currency, customer_id=customer_id)
 
 
 def account_id(tx: Tx, code: str, currency: str, customer_id: str | None = None) -> str:

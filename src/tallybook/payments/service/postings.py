@@ -28,10 +28,10 @@ from tallybook.db import Tx
 from tallybook.kit.invariant import invariant
 from tallybook.kit.money import Money
 from tallybook.kit.pagination import PageRequest
+from tallybook.ledger import chart
 from tallybook.ledger import service as ledger
 from tallybook.ledger.rejections import Rejection
 from tallybook.ledger.values import (
-    AccountKind,
     AccountSpec,
     Leg,
     PostPending,
@@ -43,7 +43,6 @@ from tallybook.ledger.values import (
 from tallybook.payments.domain import split_payment, split_refund
 from tallybook.payments.providers.base import ProviderName
 
-HOT_SHARDS: Final = 16
 AR: Final = "accounts_receivable"
 BALANCE: Final = "customer_balance"
 STRIPE_CLEARING: Final = "stripe_clearing"
@@ -58,26 +57,18 @@ def clearing_code(provider: str) -> str:
 
 
 def spec(code: str, currency: str, customer_id: str | None = None) -> AccountSpec:
-    """The ADR 0002 identity of each account this domain posts to."""
-    if code == AR:
-        return AccountSpec(
-            code=AR, currency=currency, kind=AccountKind.ASSET, customer_id=customer_id
-        )
-    if code == BALANCE:
-        return AccountSpec(
-            code=BALANCE,
-            currency=currency,
-            kind=AccountKind.LIABILITY,
-            customer_id=customer_id,
-            debits_must_not_exceed_credits=True,
-        )
-    if code == STRIPE_CLEARING:
-        return AccountSpec.system(code, currency, AccountKind.ASSET, balance_shards=HOT_SHARDS)
-    if code in (MANUAL_CLEARING, BANK):
-        return AccountSpec.system(code, currency, AccountKind.ASSET)
-    if code in (DISPUTE_LOSSES, PAYMENT_FEES):
-        return AccountSpec.system(code, currency, AccountKind.EXPENSE)
-    raise ValueError(f"unknown payments account {code}")
+    """The ADR 0002 identity of each account this domain posts to (from ``ledger.chart``)."""
+    if code not in (
+        AR,
+        BALANCE,
+        STRIPE_CLEARING,
+        MANUAL_CLEARING,
+        BANK,
+        DISPUTE_LOSSES,
+        PAYMENT_FEES,
+    ):
+        raise ValueError(f"unknown payments account {code}")
+    return chart.spec(code, currency, customer_id=customer_id)
 
 
 def account_id(tx: Tx, code: str, currency: str, customer_id: str | None = None) -> str:
