@@ -18,7 +18,12 @@ What it does:
    of baseline requests and checks (random customers, 90 % metered with a quantity, 10 %
    boolean), while an ingest thread posts batches of usage events at a steady rate and a
    freshness probe posts one event for a customer and immediately checks that customer,
-   measuring from the ingest's answer until a check shows the usage;
+   measuring from the ingest's answer until a check shows the usage. Two kinds of rounds:
+   *saturated* (every connection sends its next request as soon as the last is answered: the
+   most the server answers per second; latency there is mostly queueing, connections ÷ rate)
+   and *paced* (the connections together send ``--paced-rate`` requests per second on a fixed
+   schedule; latency counts from when a request was due, so a server falling behind shows in
+   it: the latency at the target rate);
 4. prints checks per second and p50/p99 latency beside the baseline's, the ratio, the
    freshness figures and which path answered (``tallybook_entitlements_checks_total``), and
    drops the database.
@@ -47,6 +52,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_URL = os.environ.get("TALLYBOOK_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 HISTORY_DAYS = 10
+KINDS = ("baseline", "check", "baseline_paced", "check_paced")
 
 
 # The server --------------------------------------------------------------------------------------
@@ -113,6 +119,8 @@ def start_server(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
             "--workers",
             str(workers),
             "--no-access-log",
+            "--timeout-keep-alive",
+            "60",
             "--log-level",
             "warning",
         ],
@@ -262,14 +270,16 @@ def client(args: argparse.Namespace) -> None:
         else:
             body = {"customer": customer, "feature": "sso"}
         bodies.append(json.dumps(body).encode())
-    rounds: dict[str, list[list[float]]] = {"baseline": [], "check": []}
+    rounds: dict[str, list[list[float]]] = {kind: [] for kind in KINDS}
     errors: list[str] = []
     connections = [
         http.client.HTTPConnection("127.0.0.1", args.port, timeout=30) for _ in range(args.threads)
     ]
     start_barrier = time.time() + 1.0
 
-    def run_round(path: str, round_start: float, round_end: float) -> list[float]:
+    def run_round(
+        path: str, round_start: float, round_end: float, interval: float | None
+    ) -> list[float]:
         latencies: list[float] = []
         lock = threading.Lock()
 
@@ -279,10 +289,18 @@ def client(args: argparse.Namespace) -> None:
             cursor = n * 997
             while time.time() < round_start:
                 time.sleep(0.001)
+            due = time.perf_counter() + (interval or 0.0) * n / args.threads
             while time.time() < round_end:
                 body = bodies[cursor % len(bodies)]
                 cursor += 1
-                sent = time.perf_counter()
+                if interval is not None:  # paced: wait for the slot; latency counts from it
+                    pause = due - time.perf_counter()
+                    if pause > 0:
+                        time.sleep(pause)
+                    sent = due
+                    due += interval
+                else:
+                    sent = time.perf_counter()
                 connection.request("POST", path, body=body, headers=headers)
                 response = connection.getresponse()
                 payload = response.read()
@@ -299,11 +317,28 @@ def client(args: argparse.Namespace) -> None:
             thread.join()
         return latencies
 
+    #: Each connection's share of the paced rate (every client process runs --threads).
+    interval = args.clients * args.threads / args.paced_rate
     for index, kind in enumerate(args.order.split(",")):
-        path = "/bench/baseline" if kind == "baseline" else "/v1/entitlements/check"
+        path = "/bench/baseline" if kind.startswith("baseline") else "/v1/entitlements/check"
         round_start = start_barrier + index * (args.seconds + 1.0)
-        rounds[kind].append(run_round(path, round_start, round_start + args.seconds))
+        paced = interval if kind.endswith("_paced") else None
+        rounds[kind].append(run_round(path, round_start, round_start + args.seconds, paced))
     print(json.dumps({"rounds": rounds, "errors": errors[:5], "error_count": len(errors)}))
+
+
+def guarded(work: Any, results: dict[str, Any]) -> Any:
+    """``work`` for a thread: a failure is recorded in ``results`` (and printed) instead of
+    leaving the figures silently empty."""
+
+    def run(*args: Any) -> None:
+        try:
+            work(*args)
+        except BaseException as error:
+            results["error"] = repr(error)
+            raise
+
+    return run
 
 
 def ingest_and_probe(
@@ -343,14 +378,12 @@ def ingest_and_probe(
                 }
                 for _ in range(batch)
             ]
-            ingest.request(
-                "POST",
+            _post(
+                ingest,
                 "/v1/events",
-                body=json.dumps(events).encode(),
-                headers={**auth, "Content-Type": "application/cloudevents-batch+json"},
+                json.dumps(events).encode(),
+                {**auth, "Content-Type": "application/cloudevents-batch+json"},
             )
-            response = ingest.getresponse()
-            response.read()
             sent += batch
             next_send += interval
             continue
@@ -368,14 +401,12 @@ def ingest_and_probe(
             "time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
             "data": {"tokens": amount},
         }
-        probe.request(
-            "POST",
+        _post(
+            probe,
             "/v1/events",
-            body=json.dumps(event).encode(),
-            headers={**auth, "Content-Type": "application/cloudevents+json"},
+            json.dumps(event).encode(),
+            {**auth, "Content-Type": "application/cloudevents+json"},
         )
-        answer = probe.getresponse()
-        answer.read()
         answered = time.perf_counter()
         seen = False
         while time.perf_counter() - answered < 2.0:
@@ -391,16 +422,32 @@ def ingest_and_probe(
     results.update(freshness=freshness, invisible=invisible, events=sent, probes=probes)
 
 
+def _post(
+    connection: http.client.HTTPConnection, path: str, body: bytes, headers: dict[str, str]
+) -> bytes:
+    """POST and read the answer (200 or 202 expected); reconnect once if the server closed the
+    keep-alive connection meanwhile."""
+    for attempt in (1, 2):
+        try:
+            connection.request("POST", path, body=body, headers=headers)
+            response = connection.getresponse()
+            payload = response.read()
+        except (ConnectionError, http.client.HTTPException):
+            connection.close()
+            if attempt == 2:
+                raise
+            continue
+        if response.status >= 300:
+            raise SystemExit(f"{path} answered {response.status}: {payload[:300]!r}")
+        return payload
+    raise AssertionError("unreachable")
+
+
 def _used(connection: http.client.HTTPConnection, body: bytes, auth: dict[str, str]) -> float:
-    connection.request(
-        "POST",
-        "/v1/entitlements/check",
-        body=body,
-        headers={**auth, "Content-Type": "application/json"},
+    payload = _post(
+        connection, "/v1/entitlements/check", body, {**auth, "Content-Type": "application/json"}
     )
-    response = connection.getresponse()
-    payload = json.loads(response.read())
-    return float(payload["used"])
+    return float(json.loads(payload)["used"])
 
 
 def paths(port: int) -> dict[str, float]:
@@ -433,7 +480,14 @@ def main() -> None:
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--key", help=argparse.SUPPRESS)
     parser.add_argument("--ids", help=argparse.SUPPRESS)
-    parser.add_argument("--order", default="baseline,check,baseline,check", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--paced-rate", type=int, default=2000, help="requests/s of the paced rounds, all clients"
+    )
+    parser.add_argument(
+        "--order",
+        default="baseline,check,baseline,check,baseline_paced,check_paced",
+        help=argparse.SUPPRESS,
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the database")
     args = parser.parse_args()
@@ -457,7 +511,7 @@ def main() -> None:
         stop = threading.Event()
         live: dict[str, Any] = {}
         feeder = threading.Thread(
-            target=ingest_and_probe,
+            target=guarded(ingest_and_probe, live),
             args=(args.port, key, externals, ids, stop, args.ingest_rate, live),
         )
         feeder.start()
@@ -475,6 +529,10 @@ def main() -> None:
             str(args.threads),
             "--seconds",
             str(args.seconds),
+            "--clients",
+            str(args.clients),
+            "--paced-rate",
+            str(args.paced_rate),
         ]
         clients = [
             subprocess.Popen(
@@ -512,22 +570,24 @@ def main() -> None:
         f"processes, {args.clients}×{args.threads} connections, {args.ingest_rate:,} events/s "
         f"ingested meanwhile)"
     )
-    print(f"  {'round':<10} {'per second':>11} {'p50 ms':>8} {'p99 ms':>8}")
-    summary: dict[str, list[tuple[float, float, float]]] = {"baseline": [], "check": []}
-    for kind in ("baseline", "check"):
+    print(f"  {'round':<16} {'per second':>11} {'p50 ms':>8} {'p99 ms':>8}")
+    summary: dict[str, list[tuple[float, float, float]]] = {kind: [] for kind in KINDS}
+    for kind in KINDS:
         for round_index in range(len(results[0]["rounds"][kind])):
             latencies = [x for r in results for x in r["rounds"][kind][round_index]]
             rate = len(latencies) / args.seconds
             p50, p99 = percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000
             summary[kind].append((rate, p50, p99))
-            print(f"  {kind:<10} {rate:>11,.0f} {p50:>8.2f} {p99:>8.2f}")
-    for index, (check, baseline) in enumerate(
-        zip(summary["check"], summary["baseline"], strict=True)
-    ):
-        print(
-            f"  round {index + 1}: checks/s {check[0] / baseline[0]:.2f}× the baseline's; "
-            f"p50 {check[1] / baseline[1]:.2f}×, p99 {check[2] / baseline[2]:.2f}×"
-        )
+            label = kind.replace("_paced", f" @{args.paced_rate:,}/s")
+            print(f"  {label:<16} {rate:>11,.0f} {p50:>8.2f} {p99:>8.2f}")
+    for prefix in ("", "_paced"):
+        pairs = zip(summary["check" + prefix], summary["baseline" + prefix], strict=True)
+        for index, (check, baseline) in enumerate(pairs):
+            name = "paced" if prefix else f"saturated {index + 1}"
+            print(
+                f"  {name}: checks/s {check[0] / baseline[0]:.2f}× the baseline's; "
+                f"p50 {check[1] / baseline[1]:.2f}×, p99 {check[2] / baseline[2]:.2f}×"
+            )
     fresh = live.get("freshness", [])
     if fresh:
         print(
@@ -536,6 +596,8 @@ def main() -> None:
             f"max {max(fresh) * 1000:.1f} ms; not seen within 2 s: {live.get('invisible', 0)}"
         )
     print(f"  events ingested during the rounds: {live.get('events', 0):,}")
+    if "error" in live:
+        print(f"  THE INGEST/FRESHNESS THREAD FAILED: {live['error']}")
     print(f"  answered by path: {answered_by}; HTTP errors: {errors}")
     for result in results:
         for sample in result["errors"]:

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tallybook.db import Database
+from tallybook.entitlements import fast_pg
 from tallybook.entitlements import service as entitlements
-from tallybook.kit.clock import TestClock
+from tallybook.kit.clock import TestClock, isoformat_z
+from tallybook.metering import service as metering
 from tallybook.subscriptions import service as subscriptions
 from tests.entitlements.conftest import checked
 from tests.fixtures.catalog_factories import create_subscription, create_version
@@ -106,3 +109,56 @@ def test_the_hot_path_agrees_with_the_portable_path(
     for quantity in quantities:
         for feature in (setup.feature.key, setup.flag.key):
             checked(pg_db, setup.customer.external_id, feature, quantity, expect_fast=True)
+
+
+def rows_read(plan: dict[str, Any], table: str) -> float:
+    """Rows a plan took from ``table`` (returned or filtered out), over every loop."""
+    own = 0.0
+    if plan.get("Relation Name") == table:
+        loops = plan.get("Actual Loops", 1)
+        removed = plan.get("Rows Removed by Filter", 0) + plan.get(
+            "Rows Removed by Index Recheck", 0
+        )
+        own = (plan.get("Actual Rows", 0) + removed) * loops
+    return own + sum(rows_read(child, table) for child in plan.get("Plans", []))
+
+
+def test_the_hot_statement_reads_only_the_customers_rows(pg_db: Database, clock: TestClock) -> None:
+    """Found by the benchmark: the statement joined from the plan's side (every subscription
+    on the plan version was read, then filtered by customer) and read every event the customer
+    ever sent to find those of the period's two edge hours. A check's cost must not grow with
+    the plan's customers or the customer's history."""
+    with pg_db.transaction() as tx:
+        setup = metered_setup(tx, limit=None)
+        for _ in range(30):
+            create_subscription(tx, version=setup.version)
+    clock.advance(hours=5)
+    with pg_db.transaction(actor="test") as tx:
+        events = [
+            {
+                "specversion": "1.0",
+                "id": f"history-{n}",
+                "source": "test",
+                "type": setup.meter.event_type,
+                "subject": setup.customer.external_id,
+                "time": isoformat_z(clock.now() - timedelta(hours=4, minutes=n % 60)),
+                "data": {"value": 1},
+            }
+            for n in range(120)
+        ]
+        assert metering.ingest_events(tx, events).accepted == 120
+    checked(pg_db, setup.customer.id, setup.feature.key, expect_fast=True)
+    params = {"customer": setup.customer.id, "feature": setup.feature.key, "now": clock.now()}
+    with pg_db.engine.connect() as connection:
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute("SET LOCAL enable_seqscan = off")  # the index plans, as at scale
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + fast_pg.STATE_SQL, params)
+        plan = cursor.fetchone()[0][0]["Plan"]
+        connection.rollback()
+    assert rows_read(plan, "subscriptions") <= 1
+    assert rows_read(plan, "metering_events") == 0  # the period starts on the hour: no edges
+
+
+def test_the_hot_statements_fit_psycopgs_parse_cache() -> None:
+    """psycopg re-parses a statement longer than 4,096 characters on every execution."""
+    assert len(fast_pg.STATE_SQL) <= 4096 and len(fast_pg.USAGE_SQL) <= 4096

@@ -28,7 +28,6 @@ class GrantCode(StrEnum):
     SCHEDULE_INVALID = "recurring_grant_schedule_invalid"
     ROLLOVER_INVALID = "recurring_grant_rollover_invalid"
     EXPIRY_INVALID = "recurring_grant_expiry_invalid"
-    RECURRING_NOT_ACTIVE = "recurring_grant_not_active"
     PLAN_VERSION_NOT_FOUND = "plan_credit_rule_version_not_found"
 
 
