@@ -31,10 +31,10 @@ from typing import Any, Final
 
 import psycopg
 from sqlalchemy import create_engine, insert, select, text
-from tests.fixtures.factories import create_customer
 
 from tallybook.catalog import plans
 from tallybook.catalog.meters import MeterInput
+from tallybook.customers import service as customers_service
 from tallybook.customers.models import Customer
 from tallybook.db import Database
 from tallybook.db.engine import normalize_url
@@ -114,7 +114,9 @@ def build_template(db: Database) -> tuple[str, list[str]]:
             },
         )
         plans.publish(tx, version.id)
-        customer = create_customer(tx, external_id="bench-0")
+        customer = customers_service.create(
+            tx, customers_service.CustomerInput(external_id="bench-0", currency="USD")
+        )
         from tallybook.subscriptions import service as subscriptions
         from tallybook.subscriptions.domain import CreateRequest
 

@@ -2,11 +2,13 @@
 
 Every customer of the metering demo is put on a plan from the month's start (on a clock the
 demo controls, so the subscriptions predate their usage): most on Starter, every tenth on Pro
-(included tokens, a minimum commitment). A few customers get credit grants (money and usage)
-and a promotion code. The period-close job then runs at the start (opening invoices for the
-in-advance fees) and after the month's end plus the grace hour (a progress bar), and the demo
-prints a summary (invoices, revenue by currency, discounts and credits used) and one invoice
-explained down to its meters, tiers and the events behind each quantity.
+(included gpt-large tokens and seats, a 200.00 minimum). A few customers get free tokens at the
+start and a goodwill credit mid-month, others a 20% promotion (some both). The period-close job
+then runs at the start (opening invoices for the in-advance fees) and after the month's end plus
+the grace hour (a progress bar), and the demo prints a summary (invoices, billed, discounts,
+credits used, amount due, revenue by ledger account, the ledger check) and one closing invoice
+with usage beyond what is included, credits and a discount, explained down to its meters, tiers
+and the events behind each quantity.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
@@ -24,13 +27,15 @@ from tallybook.cli.context import progress_bar, progress_factory
 from tallybook.cli.invoicing import print_explanation
 from tallybook.customers import service as customers
 from tallybook.db import Database
-from tallybook.invoicing import explain
+from tallybook.invoicing import explain, postings
 from tallybook.invoicing import service as invoicing
-from tallybook.invoicing.models import Invoice
+from tallybook.invoicing.models import Invoice, InvoiceLine
 from tallybook.invoicing.tasks import close_due
+from tallybook.invoicing.views import InvoiceView
 from tallybook.kit.clock import TestClock
-from tallybook.kit.money import Money
+from tallybook.kit.money import Money, currency_exponent
 from tallybook.kit.pagination import PageRequest
+from tallybook.ledger import service as ledger
 from tallybook.metering import service as metering
 from tallybook.metering.aggregate import floor_hour
 from tallybook.metering.models import MeteringEvent
@@ -40,8 +45,15 @@ from tallybook.subscriptions.tasks import advance_due
 from tallybook.work.schedule import JobContext
 
 PRO_EVERY: Final = 10
-GRANTED: Final = 6
-PROMOTED: Final = 12
+#: Pro: 99.00 a period, and at least 200.00 spent (fees and usage) or a true-up makes it so.
+PRO_MINIMUM_MINOR: Final = 20000
+#: Customers (by position in external-id order) with credit grants, and with the promotion:
+#: the ranges overlap (acct-0018 … acct-0020, a Pro one among them) so some invoices show
+#: usage beyond what is included, credits and a discount together.
+GRANTED: Final = range(15, 21)
+PROMOTED: Final = range(18, 30)
+USAGE_GRANT_TOKENS: Final = 200000
+GOODWILL_MINOR: Final = 2500
 #: The metering demo writes a storage snapshot at 23:55 of each day of its month.
 SNAPSHOT_OFFSET: Final = timedelta(hours=23, minutes=55)
 
@@ -87,13 +99,13 @@ def _plans(db: Database) -> tuple[str, str]:
                         "amount_minor": 1900,
                     },
                     _token_price(
-                        "large", "gpt-large tokens", meters["tokens"], "gpt-large", "0.00001"
+                        "large", "gpt-large tokens", meters["tokens"], "gpt-large", "0.00004"
                     ),
                     _token_price(
-                        "small", "gpt-small tokens", meters["tokens"], "gpt-small", "0.000002"
+                        "small", "gpt-small tokens", meters["tokens"], "gpt-small", "0.000006"
                     ),
                     _token_price(
-                        "embed", "Embedding tokens", meters["tokens"], "embed", "0.0000004"
+                        "embed", "Embedding tokens", meters["tokens"], "embed", "0.000001"
                     ),
                     {
                         "type": "usage",
@@ -116,7 +128,7 @@ def _plans(db: Database) -> tuple[str, str]:
             pro_plan.id,
             {
                 **common,
-                "minimum_commitment_minor": 50000,
+                "minimum_commitment_minor": PRO_MINIMUM_MINOR,
                 "prices": [
                     {"type": "flat", "key": "base", "name": "Pro base fee", "amount_minor": 9900},
                     {
@@ -126,17 +138,17 @@ def _plans(db: Database) -> tuple[str, str]:
                         "meter_id": meters["tokens"],
                         "model": "graduated",
                         "group_filter": {"model": "gpt-large"},
-                        "included_quantity": 1000000,
+                        "included_quantity": 250000,
                         "tiers": [
-                            {"up_to": 10000000, "unit_price": "0.000008"},
-                            {"up_to": None, "unit_price": "0.000006"},
+                            {"up_to": 5000000, "unit_price": "0.00003"},
+                            {"up_to": None, "unit_price": "0.000025"},
                         ],
                     },
                     _token_price(
-                        "small", "gpt-small tokens", meters["tokens"], "gpt-small", "0.0000015"
+                        "small", "gpt-small tokens", meters["tokens"], "gpt-small", "0.000004"
                     ),
                     _token_price(
-                        "embed", "Embedding tokens", meters["tokens"], "embed", "0.0000003"
+                        "embed", "Embedding tokens", meters["tokens"], "embed", "0.0000008"
                     ),
                     {
                         "type": "usage",
@@ -175,46 +187,52 @@ def _subscribe(db: Database, starter: str, pro: str) -> list[tuple[str, str]]:
     return subscribed
 
 
-def _grants_and_promotions(db: Database, subscribed: list[tuple[str, str]]) -> int:
-    """A few credit grants and a promotion code, when the grants package is there."""
-    try:
-        from tallybook.grants import promotions
-        from tallybook.grants import service as grants
-    except ImportError:
-        return 0
-    count = 0
+def _usage_grants_and_promotion(db: Database, subscribed: list[tuple[str, str]]) -> None:
+    """At the month's start: free tokens for a few customers, a 20% promotion for others."""
+    from tallybook.grants import promotions
+    from tallybook.grants import service as grants
+
     with db.transaction(actor="demo") as tx:
-        for customer_id, _ in subscribed[1 : 1 + GRANTED]:
-            grants.issue_grant(
-                tx,
-                grants.GrantInput(
-                    customer=customer_id,
-                    amount_minor=2500,
-                    source="goodwill",
-                    reason="demo: onboarding credit",
-                ),
-            )
+        for customer_id, _ in (subscribed[i] for i in GRANTED if i < len(subscribed)):
             grants.issue_grant(
                 tx,
                 grants.GrantInput(
                     customer=customer_id,
                     kind="usage",
                     meter="tokens",
-                    quantity=Decimal(200000),
+                    quantity=Decimal(USAGE_GRANT_TOKENS),
                     source="promotion",
                     reason="demo: free tokens",
                 ),
             )
-            count += 2
         promotions.create_code(
             tx,
             promotions.PromotionCodeInput(
                 code="LAUNCH20", kind="percent_off", percent_off=20, duration="forever"
             ),
         )
-        for customer_id, subscription_id in subscribed[GRANTED + 1 : GRANTED + 1 + PROMOTED]:
+        for customer_id, subscription_id in (
+            subscribed[i] for i in PROMOTED if i < len(subscribed)
+        ):
             promotions.redeem(tx, "LAUNCH20", customer=customer_id, subscription=subscription_id)
-    return count
+
+
+def _goodwill_credits(db: Database, subscribed: list[tuple[str, str]]) -> None:
+    """Mid-month, after the opening invoices: a goodwill credit for the same customers, which
+    their closing invoice uses."""
+    from tallybook.grants import service as grants
+
+    with db.transaction(actor="demo") as tx:
+        for customer_id, _ in (subscribed[i] for i in GRANTED if i < len(subscribed)):
+            grants.issue_grant(
+                tx,
+                grants.GrantInput(
+                    customer=customer_id,
+                    amount_minor=GOODWILL_MINOR,
+                    source="goodwill",
+                    reason="demo: goodwill credit",
+                ),
+            )
 
 
 def run_invoicing_demo(db: Database, console: Console) -> None:
@@ -226,16 +244,21 @@ def run_invoicing_demo(db: Database, console: Console) -> None:
     at = db.with_clock(clock)
     starter, pro = _plans(at)
     subscribed = _subscribe(at, starter, pro)
-    grants_issued = _grants_and_promotions(at, subscribed)
+    _usage_grants_and_promotion(at, subscribed)
     console.print(
-        f"{len(subscribed)} customers subscribed from {month_start:%Y-%m-%d %H:%M} UTC "
-        f"(every {PRO_EVERY}th on Pro, the rest on Starter; 30-day periods), "
-        f"{grants_issued} credit grants, a 20% promotion on {PROMOTED} subscriptions."
+        f"{len(subscribed)} customers subscribed from {month_start:%Y-%m-%d %H:%M} UTC on "
+        f"30-day periods: every {PRO_EVERY}th on Pro (99.00 USD, 250,000 gpt-large tokens "
+        f"included, {Money(PRO_MINIMUM_MINOR, 'USD').format()} minimum), the rest on Starter "
+        f"(19.00 USD). {len(GRANTED)} customers get {USAGE_GRANT_TOKENS:,} free tokens and, "
+        f"mid-month, a {Money(GOODWILL_MINOR, 'USD').format()} goodwill credit; "
+        f"{len(PROMOTED)} redeem a 20% promotion."
     )
     clock.advance(minutes=1)
     with progress_bar() as progress:
         factory = progress_factory(progress)
         close_due(at, JobContext(owner="demo", progress=factory("opening invoices")))
+        clock.set(month_start + timedelta(days=15))
+        _goodwill_credits(at, subscribed)
         clock.set(month_start + timedelta(days=30, hours=1, minutes=1))
         advance_due(at, JobContext(owner="demo"))
         report = close_due(at, JobContext(owner="demo", progress=factory("closing the month")))
@@ -244,6 +267,9 @@ def run_invoicing_demo(db: Database, console: Console) -> None:
 
 
 def _summary(db: Database, console: Console, report: dict[str, Any]) -> None:
+    """Per kind of invoice: what was billed, discounted, credited and is due; then the revenue
+    those invoices recognised, by revenue account, and the ledger check."""
+    finalized = Invoice.number.is_not(None)
     with db.read() as tx:
         rows = list(
             tx.session.execute(
@@ -253,47 +279,91 @@ def _summary(db: Database, console: Console, report: dict[str, Any]) -> None:
                     func.count(),
                     func.sum(Invoice.subtotal_minor),
                     func.sum(Invoice.discount_minor),
+                    func.sum(Invoice.total_minor),
                     func.sum(Invoice.credits_applied_minor),
                     func.sum(Invoice.amount_due_minor),
-                ).group_by(Invoice.kind, Invoice.currency)
+                )
+                .where(finalized)
+                .group_by(Invoice.kind, Invoice.currency)
+                .order_by(Invoice.currency, Invoice.kind.desc())
             )
         )
+        by_account: dict[tuple[str, str], int] = {}
+        for kind, currency, amount in tx.session.execute(
+            select(InvoiceLine.kind, InvoiceLine.currency, func.sum(InvoiceLine.amount_minor))
+            .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+            .where(finalized)
+            .group_by(InvoiceLine.kind, InvoiceLine.currency)
+        ):
+            key = (postings.revenue_code(kind), currency)
+            by_account[key] = by_account.get(key, 0) + int(amount or 0)
         units = Decimal(0)
-        for credits in tx.session.scalars(select(Invoice.credits)):
+        for credits in tx.session.scalars(select(Invoice.credits).where(finalized)):
             units += sum(Decimal(str(c["quantity"])) for c in credits if c.get("type") == "units")
-    table = Table(
-        "invoices",
-        "kind",
-        "revenue (subtotal)",
-        "discounts",
-        "credits used",
-        "amount due",
-        title="Invoices",
-    )
-    for kind, currency, count, subtotal, discount, credits, due in rows:
+        ledger_ok = ledger.check_invariants(tx).ok
+    totals: dict[str, list[int]] = {}
+    for currency in sorted({row[1] for row in rows}):
+        table = Table(title=f"Invoices finalized ({currency})", box=box.SIMPLE_HEAD)
+        table.add_column("kind", no_wrap=True)
+        for header in ("invoices", "billed", "discounts", "net", "credits", "due"):
+            table.add_column(header, justify="right", no_wrap=True)
+        for kind, row_currency, count, *amounts in rows:
+            if row_currency != currency:
+                continue
+            values = [int(count), *(int(a or 0) for a in amounts)]
+            table.add_row(kind, str(count), *(_amount(v, currency) for v in values[1:]))
+            sums = totals.setdefault(currency, [0] * len(values))
+            totals[currency] = [a + b for a, b in zip(sums, values, strict=True)]
+        values = totals[currency]
         table.add_row(
-            str(count),
-            kind,
-            Money(int(subtotal or 0), currency).format(),
-            Money(int(discount or 0), currency).format(),
-            Money(int(credits or 0), currency).format(),
-            Money(int(due or 0), currency).format(),
+            "[bold]all[/bold]",
+            f"[bold]{values[0]}[/bold]",
+            *(f"[bold]{_amount(v, currency)}[/bold]" for v in values[1:]),
         )
-    console.print(table)
+        console.print(table)
+        fees = by_account.get((postings.REVENUE_FEES, currency), 0)
+        usage = by_account.get((postings.REVENUE_USAGE, currency), 0)
+        console.print(
+            f"Revenue posted to the ledger: fees {_amount(fees, currency)} + usage "
+            f"{_amount(usage, currency)} − discounts {_amount(values[2], currency)} = "
+            f"{_amount(values[3], currency)} {currency}; of it "
+            f"{_amount(values[4], currency)} paid by credit grants and "
+            f"{_amount(values[5], currency)} receivable."
+        )
+    failed = report.get("failed", 0)
     console.print(
-        f"period-close job: {report}; usage credits burned: {units:,} tokens. "
-        "Every period has exactly one closing invoice; run [bold]tallybook jobs run-due[/bold] "
-        "again and nothing changes."
+        f"The period-close job finalized {report.get('finalized', 0)} closing invoices"
+        f"{f' ({failed} failed, retried on the next run)' if failed else ''}; usage credits "
+        f"burned: {units:,} tokens. Closing invoices also bill the next period's base fee in "
+        "advance. Every period has exactly one closing invoice; run [bold]tallybook jobs "
+        f"run-due[/bold] again and nothing changes. ledger check: "
+        f"{'passed' if ledger_ok else '[red]FAILED[/red]'}."
     )
+
+
+def _amount(amount_minor: int, currency: str) -> str:
+    """``23,954.43``: the currency stands in its own column."""
+    return f"{Decimal(amount_minor).scaleb(-currency_exponent(currency)):,}"
 
 
 def _explained(db: Database, console: Console) -> None:
+    """The largest closing invoice that shows usage beyond what is included, credits and a
+    discount together (else the largest closing invoice)."""
     with db.read() as tx:
-        invoice_id = tx.session.scalar(
-            select(Invoice.id)
-            .where(Invoice.kind == "cycle", Invoice.discount_minor > 0)
-            .order_by(Invoice.total_minor.desc())
-            .limit(1)
+        candidates = list(
+            tx.session.scalars(
+                select(Invoice.id)
+                .where(
+                    Invoice.kind == "cycle",
+                    Invoice.discount_minor > 0,
+                    Invoice.credits_applied_minor > 0,
+                )
+                .order_by(Invoice.total_minor.desc())
+            )
+        )
+        invoice_id = next(
+            (i for i in candidates if _shows_overage_without_true_up(invoicing.get_invoice(tx, i))),
+            None,
         ) or tx.session.scalar(
             select(Invoice.id)
             .where(Invoice.kind == "cycle")
@@ -303,10 +373,26 @@ def _explained(db: Database, console: Console) -> None:
         if invoice_id is None:
             return
         explanation = explain.explain_invoice(tx, invoice_id)
-        number = invoicing.get_invoice(tx, invoice_id).number
-    console.rule(f"One invoice explained: {number}")
+        invoice = explanation.invoice
+        external_id = customers.get(tx, invoice.customer_id).external_id
+    console.rule(f"One invoice explained: {invoice.number} ({external_id})")
     print_explanation(console, explanation)
     console.print(
-        f"Try: [bold]tallybook invoices explain {number}[/bold], "
-        f"[bold]tallybook invoices render {number} --output invoice.html[/bold]"
+        f"Try: [bold]tallybook invoices explain {invoice.number}[/bold], "
+        f"[bold]tallybook invoices render {invoice.number} --output invoice.html[/bold]"
+    )
+
+
+def _shows_overage_without_true_up(invoice: InvoiceView) -> bool:
+    kinds = {line.kind for line in invoice.lines}
+    overage = any(
+        line.kind == "usage"
+        and line.amount_minor > 0
+        and Decimal(str(line.breakdown.get("included_applied") or 0)) > 0
+        for line in invoice.lines
+    )
+    return (
+        overage
+        and "minimum_true_up" not in kinds
+        and any(line.usage_credit_quantity > 0 for line in invoice.lines)
     )

@@ -72,7 +72,10 @@ class _Tally:
                 if outcome.currency is not None:
                     INVOICE_AMOUNT_MINOR.labels(outcome.currency).inc(max(outcome.total_minor, 0))
         self.done += progressed
-        self.context.progress(self.done, self.total, text)
+        # Opening invoices are not among the periods counted up front: past the count, the
+        # bar shows what was done without a total.
+        known = self.total is not None and self.done <= self.total
+        self.context.progress(self.done, self.total if known else None, text)
         return progressed
 
     def fail(self, request: BillingRequest) -> None:

@@ -13,15 +13,23 @@ The script language extends the subscriptions harness (``tests/scenarios/harness
     2027-02-02             pay <invoice number>                  # payment of the amount due
     2027-02-02             credit_note <invoice number> [<line position>=<amount>]
     2027-02-02             void <invoice number>
+    2027-01-01             grant 25.00 [priority=N] [expires=2027-02-01]   # monetary credit grant
+    2027-01-01             grant 500 tokens [priority=N]                   # usage credit grant
+    2027-01-01             promotion CODE percent 20 [once|forever|repeating=N]
+    2027-01-01             promotion CODE amount 5.00 [once|forever|repeating=N]
     2027-04-01             until
 
 Between actions the clock walks through every period boundary, one grace hour and a minute
 past it, running the subscriptions and period-close jobs there (and once more at each action's
-instant). The expected table lists, per invoice in number order, one row per line and a total
-row, then ``ledger`` rows::
+instant). The expected table lists, per invoice in number order, one row per line (a usage
+line whose billable quantity usage credits reduced ends with ``credited <units>``), a
+``discount`` and a ``credits`` row when the invoice has them, and a total row; then ``ledger``
+rows::
 
     TB-2027-000001  opening  fee_advance     Basic/fee     10.00
-    TB-2027-000001  total    10.00  due 10.00
+    TB-2027-000001  discount  -2.00
+    TB-2027-000001  credits   -5.00
+    TB-2027-000001  total    8.00  due 3.00
     ledger  accounts_receivable  10.00
 """
 
@@ -37,6 +45,8 @@ from sqlalchemy import select
 
 from tallybook.catalog.domain import ChangePolicy
 from tallybook.db import Database
+from tallybook.grants import promotions
+from tallybook.grants import service as grants
 from tallybook.invoicing import postings
 from tallybook.invoicing import service as invoicing
 from tallybook.invoicing.models import Invoice
@@ -63,6 +73,9 @@ LEDGER_CODES = (
     "customer_balance",
     "revenue_fees",
     "revenue_usage",
+    "discounts",
+    "credit_grant",
+    "promotion_expense",
     "bad_debt",
 )
 
@@ -246,6 +259,10 @@ class Player:
                         assert line_id is not None
                         lines.append(invoicing.CreditLine(line_id, int(Decimal(amount) * 100)))
                 invoicing.create_credit_note(tx, invoice.id, lines=lines)
+            elif action == "grant":
+                self.grant(tx, flags, options)
+            elif action == "promotion":
+                self.promotion(tx, flags)
             elif action == "void":
                 invoice = invoicing.get_invoice(tx, flags[0])
                 assert invoice.id is not None
@@ -254,6 +271,41 @@ class Player:
                 raise ValueError(f"unknown action {action!r}")
         if action in ("subscribe", "change", "cancel"):
             self.jobs()
+
+    def grant(self, tx: Any, flags: list[str], options: dict[str, str]) -> None:
+        fields: dict[str, Any] = {"customer": self.customer_id, "reason": "scenario"}
+        if "priority" in options:
+            fields["priority"] = int(options["priority"])
+        if "expires" in options:
+            fields["expires_at"] = when(options["expires"])
+        if len(flags) > 1:  # usage: <units> <meter>
+            fields.update(kind="usage", meter=flags[1], quantity=Decimal(flags[0]))
+        else:
+            fields["amount_minor"] = int(Decimal(flags[0]) * 100)
+        grants.issue_grant(tx, grants.GrantInput(**fields))
+
+    def promotion(self, tx: Any, flags: list[str]) -> None:
+        code, kind, value, *rest = flags
+        duration = rest[0] if rest else "once"
+        periods = None
+        if duration.startswith("repeating="):
+            duration, periods = "repeating", int(duration.split("=", 1)[1])
+        if kind == "percent":
+            terms: dict[str, Any] = {"kind": "percent_off", "percent_off": Decimal(value)}
+        else:
+            terms = {
+                "kind": "amount_off",
+                "amount_off_minor": int(Decimal(value) * 100),
+                "currency": "USD",
+            }
+        promotions.create_code(
+            tx,
+            promotions.PromotionCodeInput(
+                code=code, duration=duration, duration_periods=periods, **terms
+            ),
+        )
+        assert self.subscription_id is not None
+        promotions.redeem(tx, code, customer=self.customer_id, subscription=self.subscription_id)
 
     # Output -------------------------------------------------------------------------------
 
@@ -276,13 +328,26 @@ class Player:
                     )
                     if "minimum_true_up" in (line.kind, line.breakdown.get("adjusts")):
                         what = "commitment"
+                    row: tuple[str, ...] = (
+                        number,
+                        invoice.kind,
+                        line.kind,
+                        what,
+                        _money(line.amount_minor, line.currency),
+                    )
+                    if line.usage_credit_quantity:
+                        row += (f"credited {line.usage_credit_quantity.normalize():f}",)
+                    rows.append(row)
+                if invoice.discount_minor:
+                    rows.append(
+                        (number, "discount", _money(-invoice.discount_minor, invoice.currency))
+                    )
+                if invoice.credits_applied_minor:
                     rows.append(
                         (
                             number,
-                            invoice.kind,
-                            line.kind,
-                            what,
-                            _money(line.amount_minor, line.currency),
+                            "credits",
+                            _money(-invoice.credits_applied_minor, invoice.currency),
                         )
                     )
                 total: tuple[str, ...] = (
@@ -332,4 +397,5 @@ def play(db: Database, scenario: InvoiceScenario) -> list[tuple[str, ...]]:
 
 
 def expected_rows(text: str) -> list[tuple[str, ...]]:
-    return parse_table(text)
+    """The expected table; ``# …`` after a row is a comment."""
+    return parse_table("\n".join(line.split("#", 1)[0] for line in text.splitlines()))

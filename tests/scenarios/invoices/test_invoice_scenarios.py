@@ -170,6 +170,7 @@ SCENARIOS = [
         TB-2026-000003  cycle    usage             Pro/tokens   0.00
         TB-2026-000003  cycle    usage             Basic/tokens  0.00
         TB-2026-000003  cycle    fee_advance       Basic/fee    10.00
+        TB-2026-000003  credits  -10.00            # from the customer balance
         TB-2026-000003  total    10.00             due 0.00  paid
         ledger  customer_balance  9.33
         ledger  revenue_fees  20.67
@@ -195,10 +196,103 @@ SCENARIOS = [
         TB-2027-000002  total    25.00        due 25.00  paid
         TB-2027-000003  cycle    usage        Tiered/tokens  0.00
         TB-2027-000003  cycle    fee_advance  Tiered/fee     20.00
+        TB-2027-000003  credits  -2.00        # the credit note's 2.00 on the balance
         TB-2027-000003  total    20.00        due 18.00
         ledger  accounts_receivable  18.00
         ledger  revenue_fees  40.00
         ledger  revenue_usage  3.00
+        """,
+    ),
+    InvoiceScenario(
+        "usage credits before the tiers, a 10% promotion off the subtotal, then a monetary grant;"
+        " a code redeemed during a period discounts the whole period (the fee billed before too)",
+        {"Tiered": TIERED},
+        """
+        2027-01-01  subscribe Tiered
+        2027-01-01  grant 1500 tokens
+        2027-01-01  grant 10.00
+        2027-01-01  promotion TENOFF percent 10 forever
+        2027-01-10  usage tokens 3000    # 1,500 credited: 10.00 + 500 × 0.008 + 5.00 = 19.00
+        2027-02-10  usage tokens 800     # the credits are spent: 8.00
+        2027-03-01 02:00  until
+        """,
+        """
+        TB-2027-000001  opening  fee_advance  Tiered/fee     20.00
+        TB-2027-000001  total    20.00        due 20.00
+        TB-2027-000002  cycle    usage        Tiered/tokens  19.00  credited 1500
+        TB-2027-000002  cycle    fee_advance  Tiered/fee     20.00
+        TB-2027-000002  discount  -5.90   # 10% of 39.00, and of the 20.00 billed before the code
+        TB-2027-000002  credits   -10.00
+        TB-2027-000002  total    33.10        due 23.10
+        TB-2027-000003  cycle    usage        Tiered/tokens  8.00
+        TB-2027-000003  cycle    fee_advance  Tiered/fee     20.00
+        TB-2027-000003  discount  -2.80
+        TB-2027-000003  total    25.20        due 25.20
+        ledger  accounts_receivable  68.30
+        ledger  revenue_fees  60.00
+        ledger  revenue_usage  27.00
+        ledger  discounts  8.70
+        ledger  promotion_expense  10.00
+        """,
+    ),
+    InvoiceScenario(
+        "a once-only amount off and a small grant on a period trued up to its minimum",
+        {"Committed": {**TIERED, "minimum_commitment_minor": 5000}},
+        """
+        2027-01-01  subscribe Committed
+        2027-01-01  promotion FIVEOFF amount 5.00 once
+        2027-01-01  grant 3.00
+        2027-01-10  usage tokens 500     # 5.00; 20.00 in advance: 25.00 short of 50.00
+        2027-02-10  usage tokens 6000    # 10.00 + 32.00 + 5.00 + 5.00 = 52.00: no true-up
+        2027-03-01 02:00  until
+        """,
+        """
+        TB-2027-000001  opening  fee_advance      Committed/fee     20.00
+        TB-2027-000001  total    20.00            due 20.00
+        TB-2027-000002  cycle    usage            Committed/tokens  5.00
+        TB-2027-000002  cycle    minimum_true_up  commitment        25.00
+        TB-2027-000002  cycle    fee_advance      Committed/fee     20.00
+        TB-2027-000002  discount  -5.00
+        TB-2027-000002  credits   -3.00
+        TB-2027-000002  total    45.00            due 42.00
+        TB-2027-000003  cycle    usage            Committed/tokens  52.00
+        TB-2027-000003  cycle    fee_advance      Committed/fee     20.00
+        TB-2027-000003  total    72.00            due 72.00
+        ledger  accounts_receivable  134.00
+        ledger  revenue_fees  60.00
+        ledger  revenue_usage  82.00
+        ledger  discounts  5.00
+        ledger  promotion_expense  3.00
+        """,
+    ),
+    InvoiceScenario(
+        "threshold billing with usage credits and a promotion: interim + final = one invoice",
+        {"Tiered": {**TIERED, "billing_threshold_minor": 2000}},
+        """
+        2027-01-01  subscribe Tiered
+        2027-01-01  promotion TENOFF percent 10 forever
+        2027-01-01  grant 500 tokens
+        2027-01-05  usage tokens 1500    # 500 credited: 10.00 billable, below the threshold
+        2027-01-05  threshold
+        2027-01-08  usage tokens 2000    # 3,000 billable: 10.00 + 16.00 + 5.00 = 31.00
+        2027-01-08  threshold
+        2027-01-20  usage tokens 3000    # 6,000 billable: 52.00, less 31.00 billed
+        2027-02-01 02:00  until
+        """,
+        """
+        TB-2027-000001  opening    fee_advance  Tiered/fee     20.00
+        TB-2027-000001  total      20.00        due 20.00
+        TB-2027-000002  threshold  usage        Tiered/tokens  31.00  credited 500
+        TB-2027-000002  discount   -5.10   # 10% of 31.00 and of the period's 20.00 fee
+        TB-2027-000002  total      25.90        due 25.90
+        TB-2027-000003  cycle      usage        Tiered/tokens  21.00
+        TB-2027-000003  cycle      fee_advance  Tiered/fee     20.00
+        TB-2027-000003  discount   -4.10   # 10% of 92.00 for the period, less 5.10
+        TB-2027-000003  total      36.90        due 36.90
+        ledger  accounts_receivable  82.80   # undivided: 20.00 + 52.00 + 20.00 − 9.20
+        ledger  revenue_fees  40.00
+        ledger  revenue_usage  52.00
+        ledger  discounts  9.20
         """,
     ),
 ]
