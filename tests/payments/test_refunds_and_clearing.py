@@ -13,10 +13,12 @@ from tallybook.api.app import create_app
 from tallybook.auth.service import create_api_key
 from tallybook.db import Database
 from tallybook.invoicing import service as invoicing
+from tallybook.kit.pagination import PageRequest
 from tallybook.kit.settings import Settings
+from tallybook.ledger import service as ledger
 from tallybook.payments import service
 from tallybook.payments.context import PaymentsContext
-from tallybook.payments.service import accounts
+from tallybook.payments.service import accounts, postings
 from tests.fixtures.databases import database_url_of
 from tests.http.test_edge import assert_error
 from tests.payments import stripe_events as se
@@ -198,6 +200,10 @@ def test_clearing_returns_to_zero_once_stripe_has_paid_out(db: Database) -> None
     with first.db.read() as tx:
         balance = service.clearing_balance(tx, "USD")
     assert balance.outstanding.amount_minor == 0
+    with first.db.read() as tx:
+        page = ledger.list_accounts(tx, PageRequest(limit=1), code=postings.BANK, currency="USD")
+        # The payouts moved clearing → bank: the bank holds what Stripe paid out, once.
+        assert ledger.balance(tx, page.data[0].id).posted.amount_minor == expected
     after = runner.invoke(cli, ["--database-url", url, "payments", "clearing", "--currency", "USD"])
     assert after.exit_code == 0, after.output
     assert "outstanding 0.00 USD" in " ".join(after.output.split())

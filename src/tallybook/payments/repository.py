@@ -16,6 +16,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tallybook.db import Tx
+from tallybook.invoicing.models import Invoice
 from tallybook.kit.pagination import PageRequest
 from tallybook.payments.models import (
     Collection,
@@ -337,3 +338,128 @@ def _page(tx: Tx, query: Select[Any], id_column: Any, request: PageRequest) -> l
         marker = rows[request.limit :]
         rows = list(reversed(rows[: request.limit])) + marker
     return rows
+
+
+# Provider comparison (read-only, for reconciliation) ---------------------------------------------
+
+
+def finalized_collections_between(
+    tx: Tx, *, since: datetime, until: datetime, provider: str | None, limit: int
+) -> list[tuple[Collection, Invoice]]:
+    """Collections of invoices finalized in ``[since, until)``, oldest first, with the invoice
+    (invoicing's table, read only)."""
+    query = (
+        select(Collection, Invoice)
+        .join(Invoice, Invoice.id == Collection.invoice_id)
+        .where(
+            Invoice.finalized_at.is_not(None),
+            Invoice.finalized_at >= since,
+            Invoice.finalized_at < until,
+        )
+        .order_by(Invoice.finalized_at, Invoice.id)
+        .limit(limit)
+    )
+    if provider is not None:
+        query = query.where(Collection.provider == provider)
+    return [(row[0], row[1]) for row in tx.session.execute(query)]
+
+
+def payments_of_collections(tx: Tx, collection_ids: Sequence[str]) -> list[Payment]:
+    if not collection_ids:
+        return []
+    return list(
+        tx.session.scalars(
+            select(Payment)
+            .where(Payment.collection_id.in_(list(collection_ids)))
+            .order_by(Payment.collection_id, Payment.id)
+        )
+    )
+
+
+def events_of_objects(
+    tx: Tx, provider: str, object_ids: Sequence[str], *, object_types: Sequence[str]
+) -> list[WebhookEvent]:
+    """Every stored event about these provider objects, oldest first."""
+    if not object_ids:
+        return []
+    return list(
+        tx.session.scalars(
+            select(WebhookEvent)
+            .where(
+                WebhookEvent.provider == provider,
+                WebhookEvent.object_id.in_(list(object_ids)),
+                WebhookEvent.object_type.in_(list(object_types)),
+            )
+            .order_by(WebhookEvent.provider_created_at, WebhookEvent.event_id)
+        )
+    )
+
+
+def events_between(
+    tx: Tx,
+    *,
+    provider: str | None,
+    object_types: Sequence[str],
+    since: datetime,
+    until: datetime,
+    limit: int,
+) -> list[WebhookEvent]:
+    """Stored events about objects of these types created (by the provider) in
+    ``[since, until)``, oldest first."""
+    query = select(WebhookEvent).where(
+        WebhookEvent.object_type.in_(list(object_types)),
+        WebhookEvent.provider_created_at >= since,
+        WebhookEvent.provider_created_at < until,
+    )
+    if provider is not None:
+        query = query.where(WebhookEvent.provider == provider)
+    query = query.order_by(WebhookEvent.provider_created_at, WebhookEvent.event_id).limit(limit)
+    return list(tx.session.scalars(query))
+
+
+def known_provider_payment_ids(tx: Tx, provider: str, ids: Sequence[str]) -> set[str]:
+    if not ids:
+        return set()
+    return set(
+        tx.session.scalars(
+            select(Payment.provider_payment_id).where(
+                Payment.provider == provider, Payment.provider_payment_id.in_(list(ids))
+            )
+        )
+    )
+
+
+def known_provider_refund_ids(tx: Tx, provider: str, ids: Sequence[str]) -> set[str]:
+    if not ids:
+        return set()
+    return {
+        found
+        for found in tx.session.scalars(
+            select(Refund.provider_refund_id).where(
+                Refund.provider == provider, Refund.provider_refund_id.in_(list(ids))
+            )
+        )
+        if found is not None
+    }
+
+
+def known_provider_dispute_ids(tx: Tx, provider: str, ids: Sequence[str]) -> set[str]:
+    if not ids:
+        return set()
+    return set(
+        tx.session.scalars(
+            select(Dispute.provider_dispute_id).where(
+                Dispute.provider == provider, Dispute.provider_dispute_id.in_(list(ids))
+            )
+        )
+    )
+
+
+def invoice_ids_with_collections(tx: Tx, invoice_ids: Sequence[str]) -> set[str]:
+    if not invoice_ids:
+        return set()
+    return set(
+        tx.session.scalars(
+            select(Collection.invoice_id).where(Collection.invoice_id.in_(list(invoice_ids)))
+        )
+    )

@@ -26,6 +26,7 @@ from tallybook.payments.context import PaymentsContext
 from tallybook.payments.errors import PaymentsCode
 from tallybook.payments.inbox import handlers
 from tallybook.payments.inbox.store import InboxStatus
+from tallybook.payments.metrics import INBOX_LAG_SECONDS
 from tallybook.payments.models import WebhookEvent
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ def _process(tx: Tx, event: WebhookEvent, ctx: PaymentsContext) -> str:
     event.processed_at = now
     event.last_error = None
     EVENTS_PROCESSED.labels(event.type, event.status).inc()
+    INBOX_LAG_SECONDS.observe(max(0.0, (now - event.received_at).total_seconds()))
     return event.status
 
 

@@ -16,6 +16,7 @@ Refunds, accounts, reconciliation::
     link_account(tx, customer_id, provider=, provider_customer_id=, providers=) -> PaymentAccount
     get_account(tx, customer_id) -> PaymentAccount
     clearing_balance(tx, currency, provider="stripe") -> ClearingBalance   # reconciliation
+    provider_comparison(tx, since=, until=, provider=None) -> ProviderComparison  # reconciliation
 
 Provider steps (commit per step)::
 
@@ -32,6 +33,14 @@ from tallybook.payments.service.accounts import link as link_account
 from tallybook.payments.service.collections import apply_payment_state
 from tallybook.payments.service.collections import get as get_collection
 from tallybook.payments.service.collections import start as start_collection
+from tallybook.payments.service.comparison import (
+    InvoiceComparison,
+    PaymentComparison,
+    ProviderComparison,
+    ProviderView,
+    UnmatchedProviderObject,
+    provider_comparison,
+)
 from tallybook.payments.service.dunning import retry_now as _retry_now
 from tallybook.payments.service.manual import mark_paid, mark_uncollectible
 from tallybook.payments.service.postings import ClearingBalance, clearing_balance
@@ -52,6 +61,11 @@ def retry_collection(tx: Tx, collection_or_invoice_id: str, ctx: PaymentsContext
 
 __all__ = [
     "ClearingBalance",
+    "InvoiceComparison",
+    "PaymentComparison",
+    "ProviderComparison",
+    "ProviderView",
+    "UnmatchedProviderObject",
     "apply_payment_state",
     "clearing_balance",
     "get_account",
@@ -63,6 +77,7 @@ __all__ = [
     "mark_paid",
     "mark_uncollectible",
     "payments_of",
+    "provider_comparison",
     "request_refund",
     "retry_collection",
     "runner",

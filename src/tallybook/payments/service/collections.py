@@ -26,6 +26,7 @@ from tallybook.payments.domain import (
     moves_forward,
 )
 from tallybook.payments.errors import PaymentsCode
+from tallybook.payments.metrics import PAYMENT_STATES
 from tallybook.payments.models import Collection, Payment
 from tallybook.payments.providers.base import PaymentSnapshot, PaymentState, ProviderName
 from tallybook.payments.service import accounts, attempts, dunning, invoices, notify, postings
@@ -111,6 +112,7 @@ def apply_payment_state(
         return False
     now = tx.now()
     payment.status = str(snapshot.state)
+    PAYMENT_STATES.labels(payment.provider, payment.status).inc()
     payment.provider_status = snapshot.provider_status
     if payment.provider_payment_id is None and snapshot.provider_payment_id:
         payment.provider_payment_id = snapshot.provider_payment_id
