@@ -3,10 +3,17 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from tallybook.cli.context import console, open_database, progress_bar, progress_factory
+from tallybook.cli.context import (
+    console,
+    open_database,
+    progress_bar,
+    progress_factory,
+    settings,
+)
 from tallybook.jobs.registry import scheduled_jobs
 from tallybook.jobs.runner import relay_outbox, run_due, run_worker
 from tallybook.observability.logging import configure_logging
+from tallybook.observability.metrics import serve_worker_metrics
 from tallybook.work import outbox
 from tallybook.work.jobruns import recent_runs
 
@@ -72,6 +79,8 @@ def outbox_replay(message_id: str) -> None:
 
 def worker() -> None:
     """Run the scheduler and the outbox relay until stopped (SIGTERM/SIGINT)."""
-    configure_logging()
+    current = settings()
+    configure_logging(json_lines=current.log_json, level=current.log_level)
+    serve_worker_metrics()
     db = open_database(migrate=True)
     run_worker(db)

@@ -11,7 +11,9 @@ from typing import Any, Final
 
 from tallybook.db import Database
 from tallybook.jobs.registry import JobContext, ScheduledJob, outbox_handlers, scheduled_jobs
-from tallybook.observability.metrics import JOB_RUN_SECONDS, OUTBOX_DELIVERIES
+from tallybook.kit.ids import new_id
+from tallybook.observability.logging import REQUEST_ID
+from tallybook.observability.metrics import JOB_LAST_SUCCESS, JOB_RUN_SECONDS, OUTBOX_DELIVERIES
 from tallybook.work.jobruns import worker_identity
 from tallybook.work.outbox import relay_once
 
@@ -23,14 +25,18 @@ WORKER_TICK_SECONDS: Final = 1.0
 def run_job(db: Database, job: ScheduledJob, context: JobContext) -> dict[str, Any]:
     started = time.perf_counter()
     outcome = "succeeded"
+    token = REQUEST_ID.set(new_id("job"))  # every log line of the run carries one id
     try:
-        return job.run_due(db, context)
+        result = job.run_due(db, context)
+        JOB_LAST_SUCCESS.labels(job.name).set(time.time())
+        return result
     except Exception:
         outcome = "failed"
         log.exception("job failed", extra={"job": job.name})
         raise
     finally:
         JOB_RUN_SECONDS.labels(job.name, outcome).observe(time.perf_counter() - started)
+        REQUEST_ID.reset(token)
 
 
 def run_due(

@@ -75,6 +75,30 @@ JOB_RUN_SECONDS: Final = histogram(
     ("job", "outcome"),
     buckets=DURATION_BUCKETS_SECONDS,
 )
+JOB_LAST_SUCCESS: Final = gauge(
+    "tallybook_job_last_success_timestamp_seconds",
+    "When each scheduled job last completed without error (Unix time)",
+    ("job",),
+)
 OUTBOX_DELIVERIES: Final = counter(
     "tallybook_outbox_deliveries_total", "Outbox delivery outcomes", ("topic", "outcome")
 )
+
+
+#: The worker's metrics port (``TALLYBOOK_WORKER_METRICS_PORT``; 0 turns it off): the API
+#: serves ``/metrics`` itself; the worker, which runs the jobs, has no HTTP server otherwise.
+WORKER_METRICS_PORT_DEFAULT: Final = 9464
+
+
+def serve_worker_metrics(environ: dict[str, str] | None = None) -> int:
+    """Expose this registry on ``/metrics`` from a background thread; returns the port (0:
+    off)."""
+    import os
+
+    from prometheus_client import start_http_server
+
+    env = os.environ if environ is None else environ
+    port = int(env.get("TALLYBOOK_WORKER_METRICS_PORT", str(WORKER_METRICS_PORT_DEFAULT)))
+    if port:
+        start_http_server(port, registry=REGISTRY)
+    return port
