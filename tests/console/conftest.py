@@ -117,3 +117,13 @@ def console(db: Database) -> Iterator[ConsoleClient]:
     client.db = db
     with client:
         yield client
+
+
+# The browser fixtures live in one place: a session-scoped Playwright imported into two test
+# modules would be two fixtures, and the second sync_playwright() would start inside the first
+# one's event loop ("Sync API inside the asyncio loop").
+from tests.console import browser as _browser  # noqa: E402
+
+chromium = _browser.chromium
+server = _browser.server
+page = _browser.page

@@ -11,11 +11,8 @@ import pytest
 
 from tallybook.db import Database
 from tallybook.webhooks import service as webhooks
-from tests.console.browser import chromium, page, server
 from tests.console.conftest import PASSWORD, audit_entries, make_customer, make_user
 from tests.console.test_pages import plant_failed_webhook
-
-__all__ = ["chromium", "page", "server"]
 
 pytestmark = pytest.mark.browser
 

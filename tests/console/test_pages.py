@@ -101,7 +101,7 @@ class TestCustomerPage:
         assert "Acme Corp" in page.text and customer.external_id in page.text
         for key in ("subscriptions", "entitlements", "grants", "payments", "usage", "invoices"):
             assert f'data-panel="{key}"' in page.text
-        assert "Arrives with invoicing." in page.text
+        assert "No invoices." in page.text and "No grants." in page.text
         assert "customer.created" in page.text  # the timeline
         assert "plan_hint" in page.text
         by_external_id = console.get(f"/console/customers/{customer.external_id}")
@@ -217,8 +217,8 @@ class TestAnomalies:
             "Metering lag",
         ):
             assert title in index.text
-        slot = console.get("/console/anomalies/metering-lag")
-        assert "arrives with metering" in slot.text
+        lag = console.get("/console/anomalies/metering-lag")
+        assert 'data-testid="metering-status"' in lag.text
         assert console.get("/console/anomalies/nope").status_code == 404
 
     def test_retry_a_failed_delivery(self, console: ConsoleClient) -> None:
@@ -347,6 +347,11 @@ class TestChrome:
         assert missing.status_code == 404 and "No console page" in missing.text
 
 
+#: The billing panels' own reads for a customer without billing data (subscriptions,
+#: entitlements, grants, payments, the meters probed for usage, invoices).
+PANEL_READS_MAX = 20
+
+
 class TestQueryCounts:
     def test_the_customer_page_costs_the_same_whatever_the_timeline_holds(
         self, console: ConsoleClient
@@ -385,4 +390,4 @@ class TestQueryCounts:
                     event.remove(engine, "before_cursor_execute", count)
             counts.append(len([s for s in statements if s.lstrip().upper().startswith("SELECT")]))
         assert counts[0] == counts[1], statements
-        assert counts[1] <= 8
+        assert counts[1] <= 8 + PANEL_READS_MAX, counts

@@ -66,36 +66,32 @@ def _webhooks_page() -> AnomalyPage:
     return anomaly_webhooks.PAGE
 
 
+def _payments_page() -> AnomalyPage:
+    from tallybook.console import anomaly_payments
+
+    return anomaly_payments.PAGE
+
+
+def _metering_pages() -> tuple[AnomalyPage, AnomalyPage]:
+    from tallybook.console import anomaly_metering
+
+    return anomaly_metering.DEAD_LETTERS, anomaly_metering.METERING_LAG
+
+
+def _reconciliation_page() -> AnomalyPage:
+    from tallybook.console import anomaly_reconciliation
+
+    return anomaly_reconciliation.PAGE
+
+
 def anomaly_pages() -> list[AnomalyPage]:
     """In nav order."""
     return [
-        slot(
-            "reconciliation",
-            "Reconciliation discrepancies",
-            "Checks that compare what should be with what is (ledger against invoices and "
-            "payments, rollups against raw events) and found a difference.",
-            arrives_with="reconciliation",
-        ),
-        slot(
-            "dead-letters",
-            "Dead-lettered events",
-            "Usage events that could not be accepted (unknown customer or meter, bad data) and "
-            "wait for a person to fix and replay them.",
-            arrives_with="metering",
-        ),
+        _reconciliation_page(),
+        _metering_pages()[0],
         _webhooks_page(),
-        slot(
-            "failed-payments",
-            "Failed payments",
-            "Payment attempts the provider declined or that errored, and where dunning stands.",
-            arrives_with="payments",
-        ),
-        slot(
-            "metering-lag",
-            "Metering lag",
-            "How far usage aggregation is behind the newest accepted events, per meter.",
-            arrives_with="metering",
-        ),
+        _payments_page(),
+        _metering_pages()[1],
     ]
 
 

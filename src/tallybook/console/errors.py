@@ -19,3 +19,4 @@ class ConsoleCode(StrEnum):
     ACTION_TOKEN_REUSED = "console_action_token_reused"
     PAGE_NOT_FOUND = "console_page_not_found"
     USER_SELF = "console_user_self"
+    AMOUNT_INVALID = "console_amount_invalid"

@@ -59,13 +59,47 @@ def slot(key: str, title: str, *, arrives_with: str, wide: bool = False) -> Pane
 
 def customer_panels() -> list[Panel]:
     """The customer page's panels, in page order."""
+    from tallybook.console import panels_billing as billing
+
     return [
-        slot("subscriptions", "Subscriptions and periods", arrives_with="subscriptions"),
-        slot("entitlements", "Entitlements and usage against limits", arrives_with="entitlements"),
-        slot("grants", "Credit grants and balances", arrives_with="grants and the ledger"),
-        slot("payments", "Payments", arrives_with="payments"),
-        slot("usage", "Usage per meter", arrives_with="metering", wide=True),
-        slot("invoices", "Invoices", arrives_with="invoicing", wide=True),
+        Panel(
+            "subscriptions",
+            "Subscriptions and periods",
+            context=billing.subscriptions_context,
+            template="panels/subscriptions.html",
+        ),
+        Panel(
+            "entitlements",
+            "Entitlements and usage against limits",
+            context=billing.entitlements_context,
+            template="panels/entitlements.html",
+        ),
+        Panel(
+            "grants",
+            "Credit grants and balances",
+            context=billing.grants_context,
+            template="panels/grants.html",
+        ),
+        Panel(
+            "payments",
+            "Payments",
+            context=billing.payments_context,
+            template="panels/payments.html",
+        ),
+        Panel(
+            "usage",
+            "Usage per meter",
+            context=billing.usage_context,
+            template="panels/usage.html",
+            wide=True,
+        ),
+        Panel(
+            "invoices",
+            "Invoices",
+            context=billing.invoices_context,
+            template="panels/invoices.html",
+            wide=True,
+        ),
     ]
 
 

@@ -73,6 +73,8 @@ PERMISSIONS: Final[Mapping[str, frozenset[Role]]] = {
     "payment.retry": _EVERYONE_WHO_ACTS,
     # Subscriptions
     "subscription.cancel": _EVERYONE_WHO_ACTS,
+    # Metering
+    "dead_letter.replay": _EVERYONE_WHO_ACTS,
 }
 
 

@@ -45,6 +45,11 @@ def money_html(value: Money | None) -> Markup:
     return Markup(f'<span class="{css}">{escape(money_text(value))}</span>')
 
 
+def minor_html(amount_minor: int | None, currency: str) -> Markup:
+    """An integer amount in minor units of ``currency``, shown like :func:`money_html`."""
+    return money_html(Money(amount_minor, currency) if amount_minor is not None else None)
+
+
 def quantity_html(value: Decimal | int | None, unit: str = "") -> Markup:
     if value is None:
         return Markup('<span class="muted">—</span>')
@@ -147,6 +152,7 @@ def make_environment() -> Environment:
     )
     env.filters.update(
         money=money_html,
+        minor=minor_html,
         quantity=quantity_html,
         ts=timestamp_html,
         pretty_json=pretty_json,

@@ -175,7 +175,7 @@ def _render(
         "ctx": ctx,
         "now": tx.now(),
         "csrf_token": ctx.csrf_token if ctx is not None else "",
-        "new_action_token": lambda: secrets.token_urlsafe(18),
+        "new_action_token": new_action_token,
         "can": ctx.can if ctx is not None else (lambda action: False),
         "roles_for": roles_for,
         "badges": badges,
@@ -184,14 +184,19 @@ def _render(
         "request_id": request_id_of(request),
         "q": request.query_params.get("q", "") if path.startswith("/console/customers") else "",
         "path": path,
-        "here": _here(request),
+        "here": here_of(request),
     }
     base.update(context)
     html = ENV.get_template(template).render(base)
     return HTMLResponse(html, status_code=status_code, headers=NO_STORE)
 
 
-def _here(request: Request) -> str:
+def new_action_token() -> str:
+    """A fresh one-time token for an action form."""
+    return secrets.token_urlsafe(18)
+
+
+def here_of(request: Request) -> str:
     """This page's path and query without one-off parameters (a ``back`` for forms)."""
     query = [(k, v) for k, v in request.query_params.multi_items() if k != "done"]
     return request.url.path + ("?" + urlencode(query) if query else "")

@@ -8,7 +8,15 @@ from fastapi import Depends
 from starlette.responses import Response
 
 from tallybook.console import panels, tables, timeline
-from tallybook.console.web import ConsoleContext, console_router, redirect, signed_in
+from tallybook.console.roles import roles_for
+from tallybook.console.web import (
+    ConsoleContext,
+    console_router,
+    here_of,
+    new_action_token,
+    redirect,
+    signed_in,
+)
 from tallybook.customers import service as customers
 from tallybook.customers.models import Customer
 from tallybook.db import Tx
@@ -77,6 +85,9 @@ def _page_context(ctx: ConsoleContext, tx: Tx) -> dict[str, Any]:
         "ctx": ctx,
         "request": ctx.request,
         "can": ctx.can,
+        "roles_for": roles_for,
+        "new_action_token": new_action_token,
+        "here": here_of(ctx.request),
     }
 
 
