@@ -47,6 +47,7 @@ def domain_routers() -> list[APIRouter]:
     from tallybook.metering import endpoints as metering
     from tallybook.payments import endpoints as payments
     from tallybook.reconciliation import endpoints as reconciliation
+    from tallybook.simulation import endpoints as simulation
     from tallybook.subscriptions import endpoints as subscriptions
     from tallybook.webhooks import endpoints as webhooks
 
@@ -63,6 +64,7 @@ def domain_routers() -> list[APIRouter]:
         payments,
         webhooks,
         reconciliation,
+        simulation,
     ):
         routers.extend(module.routers)
     return routers

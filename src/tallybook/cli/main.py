@@ -17,6 +17,8 @@ from tallybook.cli import (
     ledger,
     metering,
     payments,
+    reconcile,
+    simulate,
     tooling,
 )
 from tallybook.cli import db as db_cli
@@ -90,7 +92,9 @@ for module in (
     grants,
     invoicing,
     payments,
+    simulate,
     tooling,
+    reconcile,
     console_users,
 ):
     module.register(GROUPS)
