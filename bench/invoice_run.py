@@ -251,6 +251,7 @@ def main() -> None:
         if not args.first_invoices:
             _open_receivables(db, customers)
         print(f"set-up {time.perf_counter() - started:.0f} s ({rollups:,} rollup rows)")
+        print(f"load average at the start of the close: {_loadavg()}")
         profiler = cProfile.Profile() if args.profile else None
         started = time.perf_counter()
         if profiler is not None:
@@ -259,6 +260,7 @@ def main() -> None:
         if profiler is not None:
             profiler.disable()
         elapsed = time.perf_counter() - started
+        print(f"load average at the end of the close: {_loadavg()}")
         with db.read() as tx:
             finalized = tx.session.scalar(
                 text("SELECT count(*) FROM invoicing_invoices WHERE kind = 'cycle'")
@@ -273,6 +275,8 @@ def main() -> None:
         print(f"{'invoicing.close_periods':32} {job_rate:12,.0f} {raw_rate / job_rate:8.1f}")
         print(f"{finalized:,} invoices in {elapsed:.1f} s, {Decimal(total or 0) / 100:,.2f} USD")
         if profiler is not None:
+            if os.environ.get("PROFILE_OUT"):
+                profiler.dump_stats(os.environ["PROFILE_OUT"])
             out = io.StringIO()
             pstats.Stats(profiler, stream=out).sort_stats(
                 os.environ.get("SORT", "cumulative")
@@ -283,6 +287,14 @@ def main() -> None:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def _loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "n/a"
 
 
 def _open_receivables(db: Database, customers: list[str]) -> None:

@@ -29,7 +29,7 @@ from tallybook.catalog import plans
 from tallybook.catalog.domain import VersionTerms
 from tallybook.db import Tx
 from tallybook.ledger.models import LedgerAccount
-from tallybook.metering.models import InvoicedThrough, LateEvent
+from tallybook.metering.models import LateEvent
 from tallybook.rating import BillingPeriod, RatingPhase, usage_requests
 from tallybook.subscriptions.models import (
     PendingCharge,
@@ -169,14 +169,3 @@ def known_accounts(
         for code, currency, owner, account_id in rows:
             result[(code, currency, owner)] = account_id
     return result
-
-
-def load_watermarks(tx: Tx, customer_ids: Sequence[str]) -> None:
-    """Load the customers' invoiced-through rows into the session (read only): metering's
-    ``mark_invoiced_through`` then finds them without a query of its own."""
-    for chunk in _chunks(sorted(set(customer_ids))):
-        list(
-            tx.session.scalars(
-                select(InvoicedThrough).where(InvoicedThrough.customer_id.in_(list(chunk)))
-            )
-        )

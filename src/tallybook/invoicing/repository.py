@@ -15,12 +15,19 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, exists, func, insert, or_, select
 from sqlalchemy.orm import aliased
 
 from tallybook.catalog.models import PlanVersion
 from tallybook.db import Tx
-from tallybook.invoicing.domain import FINALIZED, InvoiceKind, InvoiceStatus, Prior
+from tallybook.invoicing.domain import (
+    FINALIZED,
+    InvoiceKind,
+    InvoiceStatus,
+    Prior,
+    json_text,
+    jsonable,
+)
 from tallybook.invoicing.models import (
     BillingThreshold,
     CreditNote,
@@ -430,3 +437,33 @@ def stale_drafts(tx: Tx, *, updated_before: datetime, limit: int) -> list[tuple[
         .limit(limit)
     )
     return [(s, p, k) for s, p, k in rows]
+
+
+_LINE_COLUMNS = tuple(column.name for column in InvoiceLine.__table__.columns)
+
+
+def insert_lines(tx: Tx, rows: Sequence[dict[str, Any]]) -> None:
+    """Write invoice lines (each row has every column; ``breakdown`` as a plain mapping that
+    may hold Decimals and datetimes). On PostgreSQL one ``COPY`` for the batch, in the
+    transaction's connection; elsewhere one multi-row insert."""
+    if not rows:
+        return
+    tx.session.flush()  # the invoices first (the lines reference them)
+    if not tx.is_postgres:
+        tx.session.execute(
+            insert(InvoiceLine), [{**row, "breakdown": jsonable(row["breakdown"])} for row in rows]
+        )
+        return
+    cursor = tx.connection.connection.cursor()
+    try:
+        statement = f"COPY {InvoiceLine.__tablename__} ({', '.join(_LINE_COLUMNS)}) FROM STDIN"
+        with cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(
+                    [
+                        json_text(row[name]) if name == "breakdown" else row[name]
+                        for name in _LINE_COLUMNS
+                    ]
+                )
+    finally:
+        cursor.close()

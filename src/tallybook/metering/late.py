@@ -18,13 +18,14 @@ Protocol for invoicing, in one transaction:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm.util import identity_key
 
 from tallybook.catalog import meters as catalog_meters
 from tallybook.catalog.meter_models import Aggregation
@@ -63,6 +64,44 @@ def mark_invoiced_through(tx: Tx, customer_id: str, instant: datetime) -> dateti
         row.updated_at = tx.now()
     tx.session.flush()
     return row.invoiced_through
+
+
+def mark_invoiced_through_many(tx: Tx, through: Mapping[str, datetime]) -> dict[str, datetime]:
+    """:func:`mark_invoiced_through` for many customers: one lock statement (customer id
+    order), one read and one write for the batch. Returns each customer's watermark."""
+    if not through:
+        return {}
+    wanted = {cid: ensure_utc(at, param="invoiced_through") for cid, at in through.items()}
+    customer_ids = sorted(wanted)
+    missing = set(customer_ids) - store.lock_customers_for_invoicing(tx, customer_ids)
+    if missing:
+        raise NotFound("customer", min(missing), param="customer_id")
+    tx.session.flush()  # pending watermark objects first; the rows are written below
+    current = store.watermarks(tx, customer_ids)
+    now = tx.now()
+    result: dict[str, datetime] = {}
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for customer_id in customer_ids:
+        instant, before = wanted[customer_id], current.get(customer_id)
+        if before is None:
+            inserts.append(
+                {"customer_id": customer_id, "invoiced_through": instant, "updated_at": now}
+            )
+        elif instant > before:
+            updates.append(
+                {"customer_id": customer_id, "invoiced_through": instant, "updated_at": now}
+            )
+        result[customer_id] = instant if before is None or instant > before else before
+    if inserts:
+        tx.session.execute(insert(InvoicedThrough), inserts)
+    if updates:  # by primary key
+        tx.session.execute(update(InvoicedThrough), updates)
+    for customer_id in customer_ids:  # objects the session holds would be stale
+        held = tx.session.identity_map.get(identity_key(InvoicedThrough, customer_id))
+        if held is not None:
+            tx.session.expire(held)
+    return result
 
 
 def invoiced_through(tx: Tx, customer_id: str) -> datetime | None:

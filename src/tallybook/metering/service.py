@@ -57,6 +57,7 @@ from tallybook.metering.late import (
     late_usage_total,
     list_late_events,
     mark_invoiced_through,
+    mark_invoiced_through_many,
     mark_late_billed,
 )
 from tallybook.metering.settings import MeteringSettings
@@ -93,6 +94,7 @@ __all__ = [
     "list_late_events",
     "list_meters",
     "mark_invoiced_through",
+    "mark_invoiced_through_many",
     "mark_late_billed",
     "metering_status",
     "replay_dead_letter",

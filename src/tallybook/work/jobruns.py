@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import select, update
+from sqlalchemy import literal_column, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tallybook.db import Database, Tx
@@ -138,24 +138,28 @@ def claim_and_complete_many(
     ]
     statement = insert(JobRun)
     existing = JobRun.__table__.c
+    new = statement.excluded
+    # No bound parameters in the conflict clause (the values come from ``excluded``, the same
+    # in every row): with them, SQLAlchemy sends an upsert with RETURNING one row at a time.
     upsert = statement.on_conflict_do_update(
         index_elements=["job", "run_key"],
         set_={
-            "status": SUCCEEDED,
-            "owner": owner,
-            "lease_expires_at": None,
-            "attempts": existing.attempts + 1,
-            "result": statement.excluded.result,
-            "finished_at": now,
+            "status": new.status,
+            "owner": new.owner,
+            "lease_expires_at": null(),
+            "attempts": existing.attempts + literal_column("1"),
+            "result": new.result,
+            "finished_at": new.finished_at,
         },
-        where=(existing.status != SUCCEEDED)
+        where=(existing.status != new.status)
         & (
             existing.lease_expires_at.is_(None)
-            | (existing.lease_expires_at <= now)
-            | (existing.owner == owner)
+            | (existing.lease_expires_at <= new.finished_at)
+            | (existing.owner == new.owner)
         ),
-    ).returning(JobRun.run_key, sort_by_parameter_order=True)
-    # One statement with many parameter sets (batched into multi-row VALUES … RETURNING).
+    ).returning(JobRun.run_key)
+    # One statement with many parameter sets, batched into multi-row VALUES … RETURNING (the
+    # taken keys are a set: no parameter order is asked for, which would also go row by row).
     return {row[0] for row in tx.session.execute(upsert, rows)}
 
 

@@ -22,20 +22,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import insert
-
 from tallybook.db import Tx
-from tallybook.invoicing import bulk, numbering, postings, repository
 from tallybook.invoicing import credits as credit_port
+from tallybook.invoicing import numbering, postings, repository
 from tallybook.invoicing.domain import (
     FINALIZED,
     AssembledInvoice,
     InvoiceKind,
     InvoiceStatus,
     LineDraft,
+    jsonable,
 )
 from tallybook.invoicing.errors import InvoiceCode
-from tallybook.invoicing.models import Invoice, InvoiceLine
+from tallybook.invoicing.models import Invoice
 from tallybook.invoicing.service.gather import BillingRequest, Prepared, prepare, start
 from tallybook.invoicing.settings import InvoicingSettings
 from tallybook.kit.errors import Conflict
@@ -119,7 +118,7 @@ def bill(
         return outcomes
     if finalize:
         _mark_watermarks(tx, batch)
-    prepare(tx, batch)
+    prepare(tx, batch, periods=periods)
     batch = _over_threshold(batch, outcomes)
     if not batch:
         return outcomes
@@ -182,11 +181,8 @@ def _mark_watermarks(tx: Tx, batch: Sequence[Prepared]) -> None:
         end = prepared.period.end_at
         current = through.get(prepared.customer_id)
         through[prepared.customer_id] = end if current is None or end > current else current
-    # One read loads the batch's watermark rows into the session, so each call below is one
-    # statement (metering's lock on the customer row) and the writes go in one flush.
-    bulk.load_watermarks(tx, sorted(through))
-    for customer_id in sorted(through):
-        metering.mark_invoiced_through(tx, customer_id, through[customer_id])
+    # One lock statement for the batch's customers, one read and one write of the watermarks.
+    metering.mark_invoiced_through_many(tx, through)
 
 
 def _has_content(prepared: Prepared) -> bool:
@@ -235,9 +231,7 @@ def _new_invoice(prepared: Prepared, assembled: AssembledInvoice, status: str) -
 
 
 def _jsonable(value: Any) -> Any:
-    from tallybook.kit.hashing import json_dumps, json_loads
-
-    return json_loads(json_dumps(value))
+    return jsonable(value)
 
 
 def _line_rows(invoice_id: str, lines: Sequence[LineDraft]) -> list[dict[str, Any]]:
@@ -263,17 +257,16 @@ def _line_rows(invoice_id: str, lines: Sequence[LineDraft]) -> list[dict[str, An
             "charge_id": line.charge_id,
             "service_start_at": line.service_start,
             "service_end_at": line.service_end,
-            "breakdown": _jsonable(dict(line.breakdown)),
+            "breakdown": dict(line.breakdown),
         }
         for position, line in enumerate(lines)
     ]
 
 
 def _insert_lines(tx: Tx, rows: Sequence[dict[str, Any]]) -> None:
-    """Lines go in with one statement per batch (they are never read back as ORM objects
-    in the unit of work that writes them)."""
-    if rows:
-        tx.session.execute(insert(InvoiceLine), list(rows))
+    """Lines go in with one statement per batch (one ``COPY`` on PostgreSQL; they are never
+    read back as ORM objects in the unit of work that writes them)."""
+    repository.insert_lines(tx, rows)
 
 
 def _replace_lines(
@@ -378,8 +371,10 @@ def _finalize(
         rows += _line_rows(invoices[id(prepared)].id, prepared.assembled.lines)
     tx.session.flush()
     _insert_lines(tx, rows)
+    emitted: list[tuple[str, str | None, str | None, dict[str, Any]]] = []
     for prepared in keep:
-        _after_finalize(tx, prepared, invoices[id(prepared)])
+        emitted += _after_finalize(tx, prepared, invoices[id(prepared)])
+    events.emit_many(tx, emitted)
     outbox.enqueue_many(
         tx,
         [
@@ -423,7 +418,11 @@ def _post(tx: Tx, transfers: Sequence[TransferRequest]) -> None:
                 )
 
 
-def _after_finalize(tx: Tx, prepared: Prepared, invoice: Invoice) -> None:
+def _after_finalize(
+    tx: Tx, prepared: Prepared, invoice: Invoice
+) -> list[tuple[str, str | None, str | None, dict[str, Any]]]:
+    """Mark what the invoice billed; returns its domain events (the caller emits a batch's
+    events in one statement)."""
     charge_ids = [c.id for c in prepared.charges]
     if charge_ids:
         subscriptions.mark_charges_invoiced(tx, charge_ids, invoice.id)
@@ -436,13 +435,16 @@ def _after_finalize(tx: Tx, prepared: Prepared, invoice: Invoice) -> None:
             billed_ref=invoice.id,
             seqs=seqs,
         )
+    types = []
     if prepared.draft is None:
-        _emit(tx, "invoice.created", invoice)
-    _emit(tx, "invoice.finalized", invoice)
+        types.append("invoice.created")
+    types.append("invoice.finalized")
     if invoice.amount_due_minor == 0:
-        _emit(tx, "invoice.paid", invoice)
+        types.append("invoice.paid")
     if prepared.request.kind == InvoiceKind.THRESHOLD:
-        _emit(tx, "invoice.threshold_reached", invoice)
+        types.append("invoice.threshold_reached")
+    data = {"invoice": summary(invoice)}
+    return [(t, invoice.customer_id, invoice.id, data) for t in types]
 
 
 def _emit(tx: Tx, event_type: str, invoice: Invoice) -> None:

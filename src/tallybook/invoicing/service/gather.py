@@ -8,7 +8,7 @@ exactly what finalizing at the same instant produces.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -39,6 +39,7 @@ from tallybook.kit.invariant import invariant
 from tallybook.kit.money import Money
 from tallybook.metering import service as metering
 from tallybook.subscriptions import service as subscriptions
+from tallybook.subscriptions.models import SubscriptionPeriod
 from tallybook.subscriptions.service import PeriodRatingInput
 from tallybook.subscriptions.views import PendingChargeView, PeriodView
 
@@ -258,13 +259,25 @@ def _discounts(
     prepared.prior_period_subtotal_minor = sum(i.subtotal_minor for i in earlier)
 
 
-def prepare(tx: Tx, batch: Sequence[Prepared], *, with_credits: bool = True) -> None:
-    """Gather every input of a batch of invoices and assemble them (reads only)."""
+def prepare(
+    tx: Tx,
+    batch: Sequence[Prepared],
+    *,
+    with_credits: bool = True,
+    periods: Mapping[str, SubscriptionPeriod] | None = None,
+) -> None:
+    """Gather every input of a batch of invoices and assemble them (reads only). ``periods``:
+    the batch's period rows when the caller read them already in this transaction."""
     items: list[Measure] = []
     rated = [p for p in batch if p.request.kind in (InvoiceKind.CYCLE, InvoiceKind.THRESHOLD)]
     inputs = {}
     if rated:
-        rows = repository.load_periods(tx, [p.request.period_id for p in rated])
+        wanted = [p.request.period_id for p in rated]
+        rows = (
+            periods
+            if periods is not None and all(i in periods for i in wanted)
+            else repository.load_periods(tx, wanted)
+        )
         subs = {
             p.request.subscription_id: subscriptions.get(tx, p.request.subscription_id)
             for p in rated

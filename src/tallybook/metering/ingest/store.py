@@ -114,6 +114,18 @@ def lock_customer_for_invoicing(tx: Tx, customer_id: str) -> bool:
     return tx.session.scalar(query) is not None
 
 
+def lock_customers_for_invoicing(tx: Tx, customer_ids: Sequence[str]) -> set[str]:
+    """:func:`lock_customer_for_invoicing` for many customers in one statement (id order, the
+    order ingestion locks them in). Returns the ids that exist."""
+    found: set[str] = set()
+    for chunk in _chunks(sorted(set(customer_ids))):
+        query = select(Customer.id).where(Customer.id.in_(list(chunk))).order_by(Customer.id)
+        if tx.is_postgres:
+            query = query.with_for_update()
+        found.update(tx.session.scalars(query))
+    return found
+
+
 def watermarks(tx: Tx, customer_ids: Sequence[str]) -> dict[str, datetime]:
     if not customer_ids:
         return {}
