@@ -257,11 +257,9 @@ def setup_database(
 # The client ---------------------------------------------------------------------------------------
 
 
-def client(args: argparse.Namespace) -> None:
-    """One process: ``--threads`` connections running the rounds; prints one JSON line."""
-    ids = json.loads(Path(args.ids).read_text())
-    rng = random.Random(args.seed)
-    headers = {"Authorization": f"Bearer {args.key}", "Content-Type": "application/json"}
+def check_bodies(ids: list[str], seed: int) -> list[str]:
+    """20,000 request bodies: random customers, 90 % metered with a quantity, 10 % boolean."""
+    rng = random.Random(seed)
     bodies = []
     for _ in range(20_000):
         customer = rng.choice(ids)
@@ -269,7 +267,15 @@ def client(args: argparse.Namespace) -> None:
             body = {"customer": customer, "feature": "tokens", "quantity": rng.randrange(1, 2000)}
         else:
             body = {"customer": customer, "feature": "sso"}
-        bodies.append(json.dumps(body).encode())
+        bodies.append(json.dumps(body))
+    return bodies
+
+
+def client(args: argparse.Namespace) -> None:
+    """One process: ``--threads`` connections running the rounds; prints one JSON line."""
+    ids = json.loads(Path(args.ids).read_text())
+    headers = {"Authorization": f"Bearer {args.key}", "Content-Type": "application/json"}
+    bodies = [body.encode() for body in check_bodies(ids, args.seed)]
     rounds: dict[str, list[list[float]]] = {kind: [] for kind in KINDS}
     errors: list[str] = []
     connections = [
@@ -354,17 +360,9 @@ end
 def wrk_rounds(args: argparse.Namespace, key: str, ids: list[str]) -> dict[str, Any]:
     """Saturated rounds driven by wrk (Debian's ``wrk``, a compiled load generator), so the
     client takes a small share of the 2 cores; wrk has no pacing, so no paced rounds."""
-    rng = random.Random(args.seed)
     bodies = Path(f"/tmp/tb_bench_wrk_{os.getpid()}.bodies")
     script = Path(f"/tmp/tb_bench_wrk_{os.getpid()}.lua")
-    lines = []
-    for _ in range(20_000):
-        customer = rng.choice(ids)
-        if rng.random() < 0.9:
-            body = {"customer": customer, "feature": "tokens", "quantity": rng.randrange(1, 2000)}
-        else:
-            body = {"customer": customer, "feature": "sso"}
-        lines.append(json.dumps(body))
+    lines = check_bodies(ids, args.seed)
     bodies.write_text("\n".join(lines) + "\n")
     script.write_text(WRK_SCRIPT)
     rounds: dict[str, Any] = {"baseline": [], "check": [], "errors": 0}
@@ -681,20 +679,26 @@ def main() -> None:
                 f"  {name}: checks/s {check[0] / baseline[0]:.2f}× the baseline's; "
                 f"p50 {check[1] / baseline[1]:.2f}×, p99 {check[2] / baseline[2]:.2f}×"
             )
-    fresh = live.get("freshness", [])
-    if fresh:
-        print(
-            f"  freshness (ingest answered → a check shows it): {len(fresh)} probes, "
-            f"p50 {statistics.median(fresh) * 1000:.1f} ms, p99 {percentile(fresh, 0.99) * 1000:.1f} ms, "
-            f"max {max(fresh) * 1000:.1f} ms; not seen within 2 s: {live.get('invisible', 0)}"
-        )
-    print(f"  events ingested during the rounds: {live.get('events', 0):,}")
-    if "error" in live:
-        print(f"  THE INGEST/FRESHNESS THREAD FAILED: {live['error']}")
+    report_live(live)
     print(f"  answered by path: {answered_by}; HTTP errors: {errors}")
     for result in results:
         for sample in result["errors"]:
             print(f"    e.g. {sample}")
+
+
+def report_live(live: dict[str, Any]) -> None:
+    """Freshness and ingestion figures of the feeder thread."""
+    fresh = live.get("freshness", [])
+    if fresh:
+        print(
+            f"  freshness (ingest answered → a check shows it): {len(fresh)} probes, "
+            f"p50 {statistics.median(fresh) * 1000:.1f} ms, "
+            f"p99 {percentile(fresh, 0.99) * 1000:.1f} ms, max {max(fresh) * 1000:.1f} ms; "
+            f"not seen within 2 s: {live.get('invisible', 0)}"
+        )
+    print(f"  events ingested during the rounds: {live.get('events', 0):,}")
+    if "error" in live:
+        print(f"  THE INGEST/FRESHNESS THREAD FAILED: {live['error']}")
 
 
 def report_wrk(
@@ -714,17 +718,7 @@ def report_wrk(
             f"  saturated {index + 1}: checks/s {check[0] / baseline[0]:.2f}× the baseline's; "
             f"p50 {check[1] / baseline[1]:.2f}×, p99 {check[2] / baseline[2]:.2f}×"
         )
-    fresh = live.get("freshness", [])
-    if fresh:
-        print(
-            f"  freshness (ingest answered → a check shows it): {len(fresh)} probes, "
-            f"p50 {statistics.median(fresh) * 1000:.1f} ms, "
-            f"p99 {percentile(fresh, 0.99) * 1000:.1f} ms, max {max(fresh) * 1000:.1f} ms; "
-            f"not seen within 2 s: {live.get('invisible', 0)}"
-        )
-    print(f"  events ingested during the rounds: {live.get('events', 0):,}")
-    if "error" in live:
-        print(f"  THE INGEST/FRESHNESS THREAD FAILED: {live['error']}")
+    report_live(live)
     print(f"  answered by path: {answered_by}; wrk socket/status errors: {wrk['errors']}")
 
 

@@ -27,6 +27,7 @@ from tallybook.kit.assets import is_unit_asset, minor_to_quantity, quantity_to_m
 from tallybook.kit.ids import ID_PATTERN
 from tallybook.kit.invariant import invariant
 from tallybook.kit.money import Money
+from tallybook.ledger import chart
 from tallybook.subscriptions.periods import boundary
 
 PRIORITY_DEFAULT: Final = 50
@@ -73,17 +74,16 @@ class InstanceExpiry(StrEnum):
     NEVER = "never"
 
 
-# Accounts (ADR 0002) -------------------------------------------------------------------------
+# Accounts (ADR 0002; the codes are the chart's) ----------------------------------------------
 
-CREDIT_GRANT: Final = "credit_grant"
-USAGE_CREDIT_GRANT: Final = "usage_credit_grant"
-PROMOTION_EXPENSE: Final = "promotion_expense"
-ACCOUNTS_RECEIVABLE: Final = "accounts_receivable"
-CREDIT_BREAKAGE: Final = "credit_breakage"
-USAGE_CREDIT_ISSUANCE: Final = "usage_credit_issuance"
-USAGE_CREDIT_CONSUMED: Final = "usage_credit_consumed"
-REVENUE_USAGE: Final = "revenue_usage"
-#: Hot system accounts touched by most postings are sharded (ADR 0002).
+CREDIT_GRANT: Final = chart.CREDIT_GRANT
+USAGE_CREDIT_GRANT: Final = chart.USAGE_CREDIT_GRANT
+PROMOTION_EXPENSE: Final = chart.PROMOTION_EXPENSE
+ACCOUNTS_RECEIVABLE: Final = chart.ACCOUNTS_RECEIVABLE
+CREDIT_BREAKAGE: Final = chart.CREDIT_BREAKAGE
+USAGE_CREDIT_ISSUANCE: Final = chart.USAGE_CREDIT_ISSUANCE
+USAGE_CREDIT_CONSUMED: Final = chart.USAGE_CREDIT_CONSUMED
+REVENUE_USAGE: Final = chart.REVENUE_USAGE
 
 
 def wallet_code(kind: GrantKind) -> str:

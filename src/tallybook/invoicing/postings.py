@@ -30,12 +30,12 @@ from tallybook.ledger import service as ledger
 from tallybook.ledger.values import AccountSpec, Leg, TransferRequest
 
 TRANSFER_ID_LENGTH_MAX: Final = 64
-AR: Final = "accounts_receivable"
-BALANCE: Final = "customer_balance"
-REVENUE_FEES: Final = "revenue_fees"
-REVENUE_USAGE: Final = "revenue_usage"
-DISCOUNTS: Final = "discounts"
-BAD_DEBT: Final = "bad_debt"
+AR: Final = chart.ACCOUNTS_RECEIVABLE
+BALANCE: Final = chart.CUSTOMER_BALANCE
+REVENUE_FEES: Final = chart.REVENUE_FEES
+REVENUE_USAGE: Final = chart.REVENUE_USAGE
+DISCOUNTS: Final = chart.DISCOUNTS
+BAD_DEBT: Final = chart.BAD_DEBT
 
 _FEE_KINDS: Final = frozenset(
     {"fee_advance", "fee_arrears", "proration_charge", "proration_credit"}

@@ -108,15 +108,12 @@ def lock_customers(tx: Tx, external_ids: Sequence[str]) -> dict[str, str]:
 def lock_customer_for_invoicing(tx: Tx, customer_id: str) -> bool:
     """``FOR UPDATE`` on the customer row (PostgreSQL): waits for in-flight ingestion of this
     customer's events and holds new ones back until commit. Returns whether it exists."""
-    query = select(Customer.id).where(Customer.id == customer_id)
-    if tx.is_postgres:
-        query = query.with_for_update()
-    return tx.session.scalar(query) is not None
+    return customer_id in lock_customers_for_invoicing(tx, [customer_id])
 
 
 def lock_customers_for_invoicing(tx: Tx, customer_ids: Sequence[str]) -> set[str]:
-    """:func:`lock_customer_for_invoicing` for many customers in one statement (id order, the
-    order ingestion locks them in). Returns the ids that exist."""
+    """``FOR UPDATE`` on many customer rows (PostgreSQL) in one statement per chunk, in id
+    order (the order ingestion locks them in). Returns the ids that exist."""
     found: set[str] = set()
     for chunk in _chunks(sorted(set(customer_ids))):
         query = select(Customer.id).where(Customer.id.in_(list(chunk))).order_by(Customer.id)

@@ -43,13 +43,13 @@ from tallybook.ledger.values import (
 from tallybook.payments.domain import split_payment, split_refund
 from tallybook.payments.providers.base import ProviderName
 
-AR: Final = "accounts_receivable"
-BALANCE: Final = "customer_balance"
-STRIPE_CLEARING: Final = "stripe_clearing"
-MANUAL_CLEARING: Final = "manual_clearing"
-BANK: Final = "bank"
-DISPUTE_LOSSES: Final = "dispute_losses"
-PAYMENT_FEES: Final = "payment_fees"
+AR: Final = chart.ACCOUNTS_RECEIVABLE
+BALANCE: Final = chart.CUSTOMER_BALANCE
+STRIPE_CLEARING: Final = chart.STRIPE_CLEARING
+MANUAL_CLEARING: Final = chart.MANUAL_CLEARING
+BANK: Final = chart.BANK
+DISPUTE_LOSSES: Final = chart.DISPUTE_LOSSES
+PAYMENT_FEES: Final = chart.PAYMENT_FEES
 
 
 def clearing_code(provider: str) -> str:
