@@ -59,44 +59,25 @@ KINDS = ("baseline", "check", "baseline_paced", "check_paced")
 
 
 def bench_app() -> Any:
-    """``tallybook serve``'s app plus the baseline route (uvicorn factory, one per worker).
+    """``tallybook serve``'s app plus the baseline lane (uvicorn factory, one per worker).
 
-    The baseline goes through the same lane as the check (``entitlements.endpoints.CheckLane``:
-    bearer key, scope, raw body decoded by msgspec, a worker thread, the same pooled connection
-    in autocommit) and does a primary-key read of one customer row instead of the check."""
+    The baseline goes through the same lane as the check (``entitlements.endpoints.CheckLane``
+    at the edge: bearer key, scope, raw body decoded by msgspec, the same hot-read pool on
+    the event loop) and does a primary-key read of one customer row instead of the check."""
     from tallybook.api.app import app_from_env, fastapi_of
     from tallybook.entitlements import endpoints
 
     app = app_from_env()
     api = fastapi_of(app)
 
-    def primary_key_read(
-        db: Any, actor: str, request_id: str | None, body: bytes, policies: Any
-    ) -> bytes:
+    async def primary_key_read(state: Any, actor: str, request_id: str, body: bytes) -> bytes:
         customer = endpoints.decode_check(body).customer
-        pooled = db.engine.raw_connection()
-        try:
-            driver = pooled.driver_connection
-            assert driver is not None
-            driver.autocommit = True
-            try:
-                with driver.cursor() as cursor:
-                    cursor.execute(
-                        "SELECT id, external_id FROM customers WHERE id = %s", (customer,)
-                    )
-                    row = cursor.fetchone()
-            finally:
-                driver.autocommit = False
-        finally:
-            pooled.close()
+        row = await state.hot_reads.fetchone(
+            "SELECT id, external_id FROM customers WHERE id = %(customer)s", {"customer": customer}
+        )
         return json.dumps({"object": "baseline", "found": row is not None}).encode()
 
-    api.router.add_route(
-        "/bench/baseline",
-        endpoints.CheckLane(work=primary_key_read),
-        methods=["POST"],
-        include_in_schema=False,
-    )
+    app.lanes["/bench/baseline"] = endpoints.CheckLane(api.state, work=primary_key_read)
     return app
 
 
@@ -107,23 +88,24 @@ def start_server(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
         "TALLYBOOK_LOG_LEVEL": "WARNING",
         "PYTHONPATH": str(ROOT),
     }
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "bench.entitlements:bench_app",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--no-access-log",
+        "--timeout-keep-alive",
+        "60",
+        "--log-level",
+        "warning",
+    ]
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "bench.entitlements:bench_app",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--no-access-log",
-            "--timeout-keep-alive",
-            "60",
-            "--log-level",
-            "warning",
-        ],
+        command,
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -560,7 +542,10 @@ def main() -> None:
         help=argparse.SUPPRESS,
     )
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--keep", action="store_true", help="keep the database")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the database (and its set-up facts in /tmp)"
+    )
+    parser.add_argument("--reuse", metavar="DATABASE", help="a database kept by --keep")
     parser.add_argument(
         "--load-generator",
         choices=("python", "wrk"),
@@ -572,18 +557,28 @@ def main() -> None:
         client(args)
         return
 
-    name = f"tb_bench_entitlements_{secrets.token_hex(4)}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+    name = args.reuse or f"tb_bench_entitlements_{secrets.token_hex(4)}"
+    facts_file = Path(f"/tmp/{name}.setup.json")
+    if not args.reuse:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
     url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
     server = None
     ids_file = Path(f"/tmp/{name}.ids.json")
+    keep = args.keep or bool(args.reuse)
     try:
-        print(f"setting up {name}", file=sys.stderr)
-        setup_started = time.perf_counter()
-        key, ids, externals = setup_database(url, args.customers, args.history_events)
+        if args.reuse:
+            key, ids, externals = json.loads(facts_file.read_text())
+            args.customers = len(ids)
+        else:
+            print(f"setting up {name}", file=sys.stderr)
+            setup_started = time.perf_counter()
+            key, ids, externals = setup_database(url, args.customers, args.history_events)
+            print(f"  setup took {time.perf_counter() - setup_started:.0f} s", file=sys.stderr)
+            if args.keep:
+                facts_file.write_text(json.dumps([key, ids, externals]))
+                print(f"  kept: --reuse {name}", file=sys.stderr)
         ids_file.write_text(json.dumps(ids))
-        print(f"  setup took {time.perf_counter() - setup_started:.0f} s", file=sys.stderr)
         server = start_server(url, args.port, args.workers)
         stop = threading.Event()
         live: dict[str, Any] = {}
@@ -643,7 +638,7 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 server.kill()
         ids_file.unlink(missing_ok=True)
-        if not args.keep:
+        if not keep:
             with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

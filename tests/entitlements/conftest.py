@@ -1,19 +1,70 @@
 """Checks run through both paths: on PostgreSQL the one-statement hot path answers and must
-agree with the portable path; on SQLite the portable path answers."""
+agree with the portable path; on SQLite the portable path answers. On PostgreSQL the hot path
+runs twice: on this thread (``fast_check``) and as the API's lane runs it, on an event loop
+with the hot-read pool (``fast_check_async``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterator
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from tallybook.db import Database
+from tallybook.db.hot import HotReads
 from tallybook.entitlements import catalog_cache
 from tallybook.entitlements import service as entitlements
 from tallybook.entitlements.domain import CheckResult, Policies
-from tallybook.entitlements.fast import PATHS
+from tallybook.entitlements.fast import PATHS, fast_check_async
+
+T = TypeVar("T")
+
+
+class LoopThread:
+    """An event loop on a thread of its own, with one hot-read pool per database URL."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.pools: dict[str, HotReads] = {}
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=60)
+
+    def hot(self, db: Database) -> HotReads:
+        key = str(db.url)
+        if key not in self.pools:
+            pool = HotReads(db.url)
+            self.run(pool.open())
+            self.pools[key] = pool
+        return self.pools[key]
+
+    def stop(self) -> None:
+        for pool in self.pools.values():
+            self.run(pool.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+
+
+_loop_thread: LoopThread | None = None
+
+
+def lane_loop() -> LoopThread:
+    global _loop_thread
+    if _loop_thread is None:
+        _loop_thread = LoopThread()
+    return _loop_thread
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stop_lane_loop() -> Iterator[None]:
+    yield
+    if _loop_thread is not None:
+        _loop_thread.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -45,6 +96,14 @@ def checked(
     assert fast == portable
     if db.is_postgres and expect_fast is not None:
         assert (fast_count() > before) is expect_fast
+    if db.is_postgres:
+        runner = lane_loop()
+        on_loop = runner.run(
+            fast_check_async(
+                db, runner.hot(db), customer, feature, quantity=quantity, policies=policies
+            )
+        )
+        assert on_loop == portable
     return fast
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Final
 
 from fastapi import FastAPI, Request
@@ -12,6 +14,7 @@ from starlette.responses import RedirectResponse, Response
 
 from tallybook import __version__
 from tallybook.db import Database
+from tallybook.db.hot import HotReads
 from tallybook.http.errors import install_error_handlers
 from tallybook.http.middleware import EdgeMiddleware
 from tallybook.http.responses import json_response
@@ -72,8 +75,27 @@ def domain_routers() -> list[APIRouter]:
 
 def create_app(db: Database, settings: Settings | None = None) -> Any:
     """Build the ASGI app around ``db``. Returns the middleware-wrapped app; the FastAPI
-    instance is at ``.app`` (and ``app.state.db`` holds the database)."""
+    instance is at ``.app`` (and ``app.state.db`` holds the database).
+
+    While it serves (its lifespan: uvicorn, or a ``with TestClient(app)`` block) a PostgreSQL
+    app holds a hot-read pool (``db.hot``) at ``app.state.hot_reads`` for its lanes; without
+    one they run their reads on worker threads."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        hot = HotReads(db.url) if db.is_postgres else None
+        if hot is not None:
+            await hot.open()
+        app.state.hot_reads = hot
+        try:
+            yield
+        finally:
+            app.state.hot_reads = None
+            if hot is not None:
+                await hot.close()
+
     api = FastAPI(
+        lifespan=lifespan,
         title="tallybook",
         version=__version__,
         description=API_DESCRIPTION,
@@ -106,7 +128,13 @@ def create_app(db: Database, settings: Settings | None = None) -> Any:
     def root() -> Response:
         return RedirectResponse("/docs")
 
-    return EdgeMiddleware(api, body_limits=[("/v1/events", EVENTS_BODY_BYTES_MAX)])
+    from tallybook.entitlements.endpoints import lanes as entitlement_lanes
+
+    return EdgeMiddleware(
+        api,
+        body_limits=[("/v1/events", EVENTS_BODY_BYTES_MAX)],
+        lanes=entitlement_lanes(api.state),
+    )
 
 
 def app_from_env() -> Any:

@@ -120,7 +120,17 @@ def record(tx: Tx, specs: list[AlertSpec]) -> int:
 def fire_for_check(db: Database, result: CheckResult) -> int:
     """After a (read-only) check: fire what it saw, in a short write transaction, unless this
     process already did."""
-    specs = [spec for spec in alerts_due(result) if spec.key not in _memo]
+    return fire(db, unfired(result))
+
+
+def unfired(result: CheckResult) -> list[AlertSpec]:
+    """The alerts a check saw that this process has not fired yet (no I/O: the API's event
+    loop asks this, and hands :func:`fire` to a worker thread only when something is due)."""
+    return [spec for spec in alerts_due(result) if spec.key not in _memo]
+
+
+def fire(db: Database, specs: list[AlertSpec]) -> int:
+    """Record ``specs`` in a short write transaction, once per process."""
     if not specs:
         return 0
     with db.transaction(actor="system:entitlements.alerts") as tx:

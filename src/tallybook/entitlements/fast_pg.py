@@ -23,7 +23,7 @@ speed; their shapes are part of what the agreement tests pin down.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Generator
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
@@ -31,6 +31,7 @@ from typing import Any, Final
 from tallybook.catalog.domain import FeatureType, LimitEnforcement
 from tallybook.catalog.meter_models import Aggregation
 from tallybook.db import Database
+from tallybook.db.hot import HotReads
 from tallybook.entitlements import catalog_cache
 from tallybook.entitlements.catalog_cache import MeterFacts
 from tallybook.entitlements.domain import (
@@ -194,12 +195,8 @@ class NeedsPortable(Exception):
     """The hot path does not cover this case; answer through ``check.evaluate``."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Row:
-    values: tuple[Any, ...]
-
-    def __getitem__(self, index: int) -> Any:
-        return self.values[index]
+#: The state statement's row (indexed by position, in the order of its select list).
+_Row = tuple[Any, ...]
 
 
 def _run(db: Database, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
@@ -308,17 +305,24 @@ def _meter_of(
     return feature.meter_id
 
 
-def check(
-    db: Database,
+#: One statement for the driver to run: its text and parameters; the driver sends back its
+#: first row.
+Statement = tuple[str, dict[str, Any]]
+Steps = Generator[Statement, "tuple[Any, ...] | None", CheckResult]
+
+
+def steps(
+    now: datetime,
     customer: str,
     feature: str,
     quantity: Decimal | None,
     policies: Policies,
-) -> CheckResult:
-    """The check, or :class:`NeedsPortable`. Raises the portable path's named errors for an
-    unknown customer or feature."""
-    now = db.clock.now()
-    found = _run(db, STATE_SQL, {"customer": customer, "feature": feature, "now": now})
+) -> Steps:
+    """The check as a sequence of statements: yields each statement, receives its first row,
+    returns the answer (or raises :class:`NeedsPortable`, or the portable path's named errors
+    for an unknown customer or feature). Free of I/O, so the thread path (:func:`check`) and
+    the API's event loop (:func:`check_async`) run the very same logic."""
+    found = yield STATE_SQL, {"customer": customer, "feature": feature, "now": now}
     if found is None:
         raise InvalidRequest(
             EntitlementCode.CUSTOMER_NOT_FOUND,
@@ -326,7 +330,7 @@ def check(
             param="customer",
             http_status=404,
         )
-    row = _Row(found)
+    row: _Row = found
     if row[1] is None:
         raise InvalidRequest(
             EntitlementCode.FEATURE_NOT_FOUND,
@@ -355,8 +359,7 @@ def check(
         window_start, window_end = definition.window
         if window_end - window_start > timedelta(days=400):
             raise NeedsPortable
-        usage_row = _run(
-            db,
+        usage_row = yield (
             USAGE_SQL,
             {
                 "meter": meter_id,
@@ -379,3 +382,41 @@ def check(
         granted=ZERO,
         quantity=quantity,
     )
+
+
+def check(
+    db: Database,
+    customer: str,
+    feature: str,
+    quantity: Decimal | None,
+    policies: Policies,
+) -> CheckResult:
+    """The check on this thread, through the engine's pool, or :class:`NeedsPortable`."""
+    plan = steps(db.clock.now(), customer, feature, quantity, policies)
+    statement = next(plan)
+    while True:
+        try:
+            statement = plan.send(_run(db, *statement))
+        except StopIteration as done:
+            result: CheckResult = done.value
+            return result
+
+
+async def check_async(
+    hot: HotReads,
+    now: datetime,
+    customer: str,
+    feature: str,
+    quantity: Decimal | None,
+    policies: Policies,
+) -> CheckResult:
+    """The check on the event loop, through the hot-read pool, or :class:`NeedsPortable`."""
+    plan = steps(now, customer, feature, quantity, policies)
+    statement = next(plan)
+    while True:
+        row = await hot.fetchone(*statement)
+        try:
+            statement = plan.send(row)
+        except StopIteration as done:
+            result: CheckResult = done.value
+            return result

@@ -102,6 +102,16 @@ def clear_caller_cache() -> None:
         _caller_cache.clear()
 
 
+def cached_caller(secret: str) -> Caller | None:
+    """The caller of a key verified less than ``CALLER_CACHE_TTL_SECONDS`` ago, or ``None``
+    (no I/O: the API's event loop asks this before it hands :func:`authenticate` to a
+    thread)."""
+    cached = _caller_cache.get(hash_secret(secret))
+    if cached is not None and cached[1] > time.monotonic():
+        return cached[0]
+    return None
+
+
 def authenticate(db: Database, secret: str) -> Caller:
     """Verify an API key secret, caching positive answers briefly (revocation takes effect
     within ``CALLER_CACHE_TTL_SECONDS``)."""

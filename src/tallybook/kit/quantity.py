@@ -61,6 +61,8 @@ def to_decimal(value: object, *, param: str = "quantity", allow_negative: bool =
 
 def normalize_quantity(value: Decimal) -> Decimal:
     """Canonical form for storage and hashing: at most QUANTITY_SCALE places, no exponent."""
+    if value.as_tuple().exponent == 0 and -QUANTITY_MAX <= value <= QUANTITY_MAX:
+        return value  # an integer written without exponent is already canonical
     quantized = value.quantize(Decimal(1).scaleb(-QUANTITY_SCALE), context=QUANTITY_CONTEXT)
     normalized = quantized.normalize(context=QUANTITY_CONTEXT)
     # normalize() may produce exponent form such as 1E+3; rewrite it as an integer.

@@ -1,0 +1,134 @@
+"""Hot reads: a small asyncio pool of PostgreSQL connections for the API's hottest lookups.
+
+The entitlement check sits on every product request. Answering it from a worker thread
+(SQLAlchemy's pool, a thread hop, the GIL handed back and forth) cost more CPU than the
+statement itself, so the API's event loop runs these one-statement reads directly on
+psycopg's asyncio connections: autocommit (one statement is its own snapshot; no BEGIN or
+ROLLBACK round trips), statements prepared by psycopg after a few executions on each
+connection (PostgreSQL then settles on one generic plan), the main engine's
+``statement_timeout``.
+
+The pool is deliberately small and plain: connections are made on demand up to
+``size_max``; a request that finds none idle waits for one (at most
+``HOT_POOL_TIMEOUT_SECONDS``); a connection that comes back broken or inside a transaction is
+dropped. (psycopg_pool's asyncio pool did the same at about three times the CPU per checkout.)
+asyncpg was measured too: cheaper on a one-row read, dearer on the check's wide row.
+
+A :class:`HotReads` belongs to one event loop: the API opens it when it starts serving (its
+lifespan) and closes it when it stops. Reads only; every write goes through
+``Database.transaction``. SQLite has none: callers fall back to their thread path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any, Final
+
+from psycopg import AsyncConnection, AsyncCursor
+from psycopg.pq import TransactionStatus
+from sqlalchemy.engine import URL
+
+from tallybook.db.engine import PG_STATEMENT_TIMEOUT_MS, normalize_url
+
+HOT_POOL_SIZE_MAX: Final = 8
+HOT_POOL_TIMEOUT_SECONDS: Final = 10.0
+
+Connection = AsyncConnection[tuple[Any, ...]]
+
+
+def conninfo_of(url: str | URL) -> str:
+    """The libpq connection string of a ``postgresql://`` database URL (any driver name)."""
+    parsed = normalize_url(url).set(drivername="postgresql")
+    return parsed.render_as_string(hide_password=False)
+
+
+class HotReads:
+    """One-statement reads on pooled asyncio connections in autocommit."""
+
+    def __init__(self, url: str | URL, *, size_max: int = HOT_POOL_SIZE_MAX) -> None:
+        self._conninfo = conninfo_of(url)
+        self._size_max = size_max
+        self._idle: deque[Connection] = deque()
+        self._waiters: deque[asyncio.Future[Connection]] = deque()
+        self._size = 0
+        self._closed = True
+        #: One cursor per connection, reused (its result loaders are kept between reads).
+        self._cursors: dict[Connection, AsyncCursor[tuple[Any, ...]]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    async def open(self) -> None:
+        """Open for reads, with one connection made now (so a bad URL fails at start-up)."""
+        self._closed = False
+        self._idle.append(await self._connect())
+
+    async def close(self) -> None:
+        self._closed = True
+        while self._waiters:
+            self._waiters.popleft().cancel()
+        while self._idle:
+            connection = self._idle.popleft()
+            self._size -= 1
+            self._cursors.pop(connection, None)
+            await connection.close()
+
+    async def fetchone(self, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """The first row of one statement (``None`` when it returns none)."""
+        connection = await self._acquire()
+        try:
+            cursor = self._cursors.get(connection)
+            if cursor is None:
+                cursor = self._cursors[connection] = connection.cursor()
+            await cursor.execute(sql, params)
+            return await cursor.fetchone()
+        finally:
+            self._release(connection)
+
+    async def _connect(self) -> Connection:
+        self._size += 1
+        try:
+            return await AsyncConnection.connect(
+                self._conninfo,
+                autocommit=True,
+                options=f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS}",
+            )
+        except BaseException:
+            self._size -= 1
+            raise
+
+    async def _acquire(self) -> Connection:
+        if self._closed:
+            raise RuntimeError("the hot-read pool is closed")
+        if self._idle:
+            return self._idle.pop()
+        if self._size < self._size_max:
+            return await self._connect()
+        waiter: asyncio.Future[Connection] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            return await asyncio.wait_for(waiter, HOT_POOL_TIMEOUT_SECONDS)
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._release(waiter.result())
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
+            raise
+
+    def _release(self, connection: Connection) -> None:
+        if (
+            self._closed
+            or connection.closed
+            or connection.info.transaction_status is not TransactionStatus.IDLE
+        ):
+            self._size -= 1
+            self._cursors.pop(connection, None)
+            closing = asyncio.get_running_loop().create_task(connection.close())
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(connection)
+                return
+        self._idle.append(connection)

@@ -1,0 +1,76 @@
+"""The hot-read pool (``db.hot``): one-statement reads on asyncio connections, on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+import pytest
+
+from tallybook.db import Database
+from tallybook.db.hot import HotReads, conninfo_of
+
+
+def test_conninfo_drops_the_sqlalchemy_driver_name() -> None:
+    assert conninfo_of("postgresql+psycopg://u:p@h:5433/d") == "postgresql://u:p@h:5433/d"
+
+
+def test_a_read_returns_the_first_row_or_none(pg_db: Database) -> None:
+    async def scenario() -> tuple[object, object]:
+        hot = HotReads(pg_db.url)
+        await hot.open()
+        try:
+            one = await hot.fetchone("SELECT %(a)s::int + 1, 'x'", {"a": 41})
+            none = await hot.fetchone("SELECT 1 WHERE false", {})
+        finally:
+            await hot.close()
+        return one, none
+
+    assert asyncio.run(scenario()) == ((42, "x"), None)
+
+
+def test_reads_beyond_the_pool_size_wait_for_a_connection(pg_db: Database) -> None:
+    async def scenario() -> list[object]:
+        hot = HotReads(pg_db.url, size_max=2)
+        await hot.open()
+        try:
+            rows = await asyncio.gather(
+                *(hot.fetchone("SELECT pg_sleep(0.05), %(n)s::int", {"n": n}) for n in range(6))
+            )
+            assert hot._size <= 2
+        finally:
+            await hot.close()
+        return [row[1] for row in rows if row is not None]
+
+    assert asyncio.run(scenario()) == list(range(6))
+
+
+def test_a_connection_that_died_is_replaced(pg_db: Database) -> None:
+    async def scenario() -> object:
+        hot = HotReads(pg_db.url, size_max=1)
+        await hot.open()
+        try:
+            row = await hot.fetchone("SELECT pg_backend_pid()", {})
+            assert row is not None
+            with psycopg.connect(conninfo_of(pg_db.url), autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (row[0],))
+            with pytest.raises(psycopg.OperationalError):
+                await hot.fetchone("SELECT 1", {})
+            again = await hot.fetchone("SELECT pg_backend_pid()", {})
+            assert again is not None and again[0] != row[0]
+            return again
+        finally:
+            await hot.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_closed_pool_refuses_reads(pg_db: Database) -> None:
+    async def scenario() -> None:
+        hot = HotReads(pg_db.url)
+        await hot.open()
+        await hot.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            await hot.fetchone("SELECT 1", {})
+
+    asyncio.run(scenario())
