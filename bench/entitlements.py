@@ -1,8 +1,10 @@
 """Entitlement checks over HTTP for 10,000 customers while events are being ingested, beside a
 raw baseline measured in the same run, and freshness (ingest answered → check sees it).
 
-    .venv/bin/python bench/entitlements.py                   # 10,000 customers, 2 server processes
-    .venv/bin/python bench/entitlements.py --seconds 5       # shorter rounds
+    .venv/bin/python bench/entitlements.py                        # 10,000 customers, 2 workers
+    .venv/bin/python bench/entitlements.py --paced-rates 1000,2000,3000 --seconds 10
+    .venv/bin/python bench/entitlements.py --keep                 # keep the database, then:
+    .venv/bin/python bench/entitlements.py --reuse tb_bench_entitlements_<…>
 
 What it does:
 
@@ -10,23 +12,25 @@ What it does:
    builds 10,000 customers, each subscribed ten days ago (so the current period spans
    ten days of hourly rollups) to one of two plans with a metered feature (hard limit) and a
    boolean feature; ingests a history of usage (events in random hours of those ten days);
-2. serves the API with ``--workers`` uvicorn processes, the app plus one extra route for the
-   baseline: ``POST /bench/baseline`` reads one customer row by primary key over the same
-   connection pool (same authentication, same raw-body decoding, same thread hop) and answers
-   a small JSON, so the ratio isolates what the check itself costs;
-3. runs client processes (keep-alive HTTP connections, one thread each) that alternate rounds
-   of baseline requests and checks (random customers, 90 % metered with a quantity, 10 %
-   boolean), while an ingest thread posts batches of usage events at a steady rate and a
-   freshness probe posts one event for a customer and immediately checks that customer,
-   measuring from the ingest's answer until a check shows the usage. Two kinds of rounds:
-   *saturated* (every connection sends its next request as soon as the last is answered: the
-   most the server answers per second; latency there is mostly queueing, connections ÷ rate)
-   and *paced* (the connections together send ``--paced-rate`` requests per second on a fixed
-   schedule; latency counts from when a request was due, so a server falling behind shows in
-   it: the latency at the target rate);
-4. prints checks per second and p50/p99 latency beside the baseline's, the ratio, the
+2. serves the API with ``--workers`` uvicorn processes, the app plus one extra lane for the
+   baseline: ``POST /bench/baseline`` goes through the check's own lane (the edge, the bearer
+   key, the scope, the raw body decoded by msgspec, the hot-read pool on the event loop) and
+   reads one customer row by primary key, so the ratio isolates what the check itself costs;
+3. drives the server with ``bench/loadgen.c`` (``--load-generator c``, the default: compiled
+   on first use, one C thread, so the client takes a small share of one core; ``python``
+   runs the older client processes instead) over 16 keep-alive connections: random
+   customers, 90 % metered with a quantity, 10 % boolean. Meanwhile an ingest thread posts
+   batches of usage events at ``--ingest-rate`` and a freshness probe posts one event for a
+   customer and immediately checks that customer, measuring from the ingest's answer until a
+   check shows the usage. Two kinds of rounds, baseline and check alternating: *saturated*
+   (every connection sends its next request as soon as the last is answered: the most the
+   server answers per second; latency there is mostly queueing, connections ÷ rate) and
+   *paced* (open loop: request k is due at t0 + k / rate, whatever the server does; latency
+   counts from when it was due, so a server falling behind shows in it: the latency at that
+   rate);
+4. prints checks per second and p50/p99/p99.9 latency beside the baseline's, the ratio, the
    freshness figures and which path answered (``tallybook_entitlements_checks_total``), and
-   drops the database.
+   drops the database (unless ``--keep``).
 """
 
 from __future__ import annotations
@@ -315,69 +319,81 @@ def client(args: argparse.Namespace) -> None:
     print(json.dumps({"rounds": rounds, "errors": errors[:5], "error_count": len(errors)}))
 
 
-# The wrk client (--load-generator wrk) ------------------------------------------------------------
-
-WRK_SCRIPT = r"""
-local bodies = {}
-for line in io.lines(os.getenv("TB_BODIES")) do bodies[#bodies + 1] = line end
-local counter = 0
-local path = os.getenv("TB_PATH")
-local headers = {["Authorization"] = "Bearer " .. os.getenv("TB_KEY"),
-                 ["Content-Type"] = "application/json"}
-function setup(thread) thread:set("offset", math.random(1, #bodies)) end
-function request()
-  counter = counter + 1
-  return wrk.format("POST", path, headers, bodies[(counter + offset) % #bodies + 1])
-end
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    '{"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "errors": %d}\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    e.connect + e.read + e.write + e.status + e.timeout))
-end
-"""
+# The C client (--load-generator c, the default) ------------------------------------------------
 
 
-def wrk_rounds(args: argparse.Namespace, key: str, ids: list[str]) -> dict[str, Any]:
-    """Saturated rounds driven by wrk (Debian's ``wrk``, a compiled load generator), so the
-    client takes a small share of the 2 cores; wrk has no pacing, so no paced rounds."""
-    bodies = Path(f"/tmp/tb_bench_wrk_{os.getpid()}.bodies")
-    script = Path(f"/tmp/tb_bench_wrk_{os.getpid()}.lua")
-    lines = check_bodies(ids, args.seed)
-    bodies.write_text("\n".join(lines) + "\n")
-    script.write_text(WRK_SCRIPT)
-    rounds: dict[str, Any] = {"baseline": [], "check": [], "errors": 0}
-    try:
-        for kind in ("baseline", "check", "baseline", "check"):
-            path = "/bench/baseline" if kind == "baseline" else "/v1/entitlements/check"
-            env = {**os.environ, "TB_BODIES": str(bodies), "TB_PATH": path, "TB_KEY": key}
-            out = subprocess.run(
-                [
-                    "wrk",
-                    "-t",
-                    "1",
-                    "-c",
-                    str(args.clients * args.threads),
-                    "-d",
-                    f"{args.seconds:.0f}s",
-                    "-s",
-                    str(script),
-                    f"http://127.0.0.1:{args.port}",
-                ],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-            figures = json.loads(out.strip().splitlines()[-1])
-            rate = figures["requests"] / (figures["duration_us"] / 1e6)
-            rounds[kind].append((rate, figures["p50_us"] / 1000, figures["p99_us"] / 1000))
-            rounds["errors"] += figures["errors"]
-    finally:
-        bodies.unlink(missing_ok=True)
-        script.unlink(missing_ok=True)
+def loadgen_rounds(args: argparse.Namespace, key: str, ids: list[str]) -> list[dict[str, Any]]:
+    """Rounds driven by ``bench/loadgen.c`` (compiled, one C thread: a small share of one
+    core): saturated rounds (the most the server answers per second) and open-loop rounds
+    paced at each ``--paced-rate`` (latency from when each request was due), baseline and
+    check alternating."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))  # run as a script: bench/ is on the path, not its parent
+    from bench import loadgen
+
+    bodies = check_bodies(ids, args.seed)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    plan = [("baseline", 0), ("check", 0)] * 2
+    for rate in args.paced_rates or [args.paced_rate]:
+        plan += [("baseline", rate), ("check", rate)]
+    rounds = []
+    for kind, rate in plan:
+        figures = loadgen.run(
+            port=args.port,
+            path="/bench/baseline" if kind == "baseline" else "/v1/entitlements/check",
+            headers=headers,
+            bodies=bodies,
+            connections=args.clients * args.threads,
+            rate=rate,
+            seconds=args.seconds,
+        )
+        rounds.append({"kind": kind, **figures})
+        print(
+            f"  {kind} {'saturated' if not rate else f'@{rate:,}/s'}: {figures['rate']:,.0f}/s, "
+            f"p99 {(figures['p99_us'] or 0) / 1000:.2f} ms",
+            file=sys.stderr,
+        )
     return rounds
+
+
+def report_loadgen(
+    args: argparse.Namespace, rounds: list[dict[str, Any]], live: dict[str, Any], answered_by: Any
+) -> None:
+    print(
+        f"entitlement checks over HTTP, driven by bench/loadgen.c ({args.customers:,} customers, "
+        f"{args.workers} server processes, {args.clients * args.threads} connections, "
+        f"{args.ingest_rate:,} events/s ingested meanwhile)"
+    )
+    print(
+        f"  {'round':<22} {'per second':>10} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} "
+        f"{'max ms':>8} {'late':>6} {'errors':>6}"
+    )
+
+    def ms(value: float | None) -> float:
+        return (value or 0) / 1000
+
+    for r in rounds:
+        label = f"{r['kind']} " + (
+            "saturated" if not r["target_rate"] else f"@{r['target_rate']:,.0f}/s"
+        )
+        print(
+            f"  {label:<22} {r['rate']:>10,.0f} {ms(r['p50_us']):>8.2f} {ms(r['p99_us']):>8.2f} "
+            f"{ms(r['p999_us']):>9.2f} {ms(r['max_us']):>8.2f} {r['late_sends']:>6} "
+            f"{r['errors']:>6}"
+        )
+    pairs = [(a, b) for a, b in zip(rounds, rounds[1:], strict=False) if a["kind"] == "baseline"]
+    for baseline, check in pairs:
+        if check["kind"] != "check" or check["target_rate"] != baseline["target_rate"]:
+            continue
+        label = "saturated" if not check["target_rate"] else f"@{check['target_rate']:,.0f}/s"
+        print(
+            f"  {label}: checks/s {check['rate'] / baseline['rate']:.2f}× the baseline's; "
+            f"p50 {check['p50_us'] / baseline['p50_us']:.2f}×, "
+            f"p99 {check['p99_us'] / baseline['p99_us']:.2f}×"
+        )
+    report_live(live)
+    errors = sum(r["errors"] + r["socket_errors"] for r in rounds)
+    print(f"  answered by path: {answered_by}; HTTP or socket errors: {errors}")
 
 
 def guarded(work: Any, results: dict[str, Any]) -> Any:
@@ -512,6 +528,14 @@ def paths(port: int) -> dict[str, float]:
         r'^tallybook_entitlements_checks_total\{path="(\w+)"\} ([0-9.e+]+)$', text, re.M
     ):
         found[match.group(1)] = float(match.group(2))
+    sizes = {
+        match.group(1): float(match.group(2))
+        for match in re.finditer(
+            r"^tallybook_entitlements_check_batch_size_(sum|count) ([0-9.e+]+)$", text, re.M
+        )
+    }
+    if sizes.get("count"):
+        found["checks per state statement (mean)"] = round(sizes["sum"] / sizes["count"], 2)
     return found
 
 
@@ -537,6 +561,12 @@ def main() -> None:
         "--paced-rate", type=int, default=2000, help="requests/s of the paced rounds, all clients"
     )
     parser.add_argument(
+        "--paced-rates",
+        type=lambda text: [int(x) for x in text.split(",")],
+        default=None,
+        help="with the C generator: paced rounds at each of these rates (e.g. 1000,2000,3000)",
+    )
+    parser.add_argument(
         "--order",
         default="baseline,check,baseline,check,baseline_paced,check_paced",
         help=argparse.SUPPRESS,
@@ -548,9 +578,9 @@ def main() -> None:
     parser.add_argument("--reuse", metavar="DATABASE", help="a database kept by --keep")
     parser.add_argument(
         "--load-generator",
-        choices=("python", "wrk"),
-        default="python",
-        help="python: client processes with paced rounds; wrk: Debian's wrk, saturated only",
+        choices=("c", "python"),
+        default="c",
+        help="c: bench/loadgen.c (compiled on first use); python: client processes",
     )
     args = parser.parse_args()
     if args.client:
@@ -587,8 +617,8 @@ def main() -> None:
             args=(args.port, key, externals, ids, stop, args.ingest_rate, live),
         )
         feeder.start()
-        if args.load_generator == "wrk":
-            wrk = wrk_rounds(args, key, ids)
+        if args.load_generator == "c":
+            generated = loadgen_rounds(args, key, ids)
             stop.set()
             feeder.join()
             answered_by = paths(args.port)
@@ -614,7 +644,7 @@ def main() -> None:
         ]
         clients = (
             []
-            if args.load_generator == "wrk"
+            if args.load_generator == "c"
             else [
                 subprocess.Popen(
                     [*command, "--seed", str(n)],
@@ -625,7 +655,7 @@ def main() -> None:
                 for n in range(args.clients)
             ]
         )
-        if args.load_generator != "wrk":
+        if args.load_generator != "c":
             outputs = [c.communicate() for c in clients]
             stop.set()
             feeder.join()
@@ -642,8 +672,8 @@ def main() -> None:
             with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    if args.load_generator == "wrk":
-        report_wrk(args, wrk, live, answered_by)
+    if args.load_generator == "c":
+        report_loadgen(args, generated, live, answered_by)
         return
     results = []
     for stdout, stderr in outputs:
@@ -694,27 +724,6 @@ def report_live(live: dict[str, Any]) -> None:
     print(f"  events ingested during the rounds: {live.get('events', 0):,}")
     if "error" in live:
         print(f"  THE INGEST/FRESHNESS THREAD FAILED: {live['error']}")
-
-
-def report_wrk(
-    args: argparse.Namespace, wrk: dict[str, Any], live: dict[str, Any], answered_by: Any
-) -> None:
-    print(
-        f"entitlement checks over HTTP, driven by wrk ({args.customers:,} customers, "
-        f"{args.workers} server processes, {args.clients * args.threads} connections, "
-        f"{args.ingest_rate:,} events/s ingested meanwhile)"
-    )
-    print(f"  {'round':<16} {'per second':>11} {'p50 ms':>8} {'p99 ms':>8}")
-    for kind in ("baseline", "check"):
-        for rate, p50, p99 in wrk[kind]:
-            print(f"  {kind:<16} {rate:>11,.0f} {p50:>8.2f} {p99:>8.2f}")
-    for index, (check, baseline) in enumerate(zip(wrk["check"], wrk["baseline"], strict=True)):
-        print(
-            f"  saturated {index + 1}: checks/s {check[0] / baseline[0]:.2f}× the baseline's; "
-            f"p50 {check[1] / baseline[1]:.2f}×, p99 {check[2] / baseline[2]:.2f}×"
-        )
-    report_live(live)
-    print(f"  answered by path: {answered_by}; wrk socket/status errors: {wrk['errors']}")
 
 
 if __name__ == "__main__":

@@ -74,3 +74,46 @@ def test_a_closed_pool_refuses_reads(pg_db: Database) -> None:
             await hot.fetchone("SELECT 1", {})
 
     asyncio.run(scenario())
+
+
+BATCH_SQL = (
+    "SELECT q.n, q.a * 10, q.b FROM unnest(%(a)s::int[], %(b)s::text[]) WITH ORDINALITY"
+    " AS q(a, b, n) WHERE q.a >= 0"
+)
+
+
+def test_concurrent_lookups_share_batches_and_each_gets_its_own_row(pg_db: Database) -> None:
+    async def scenario() -> tuple[list[object], int, int]:
+        hot = HotReads(pg_db.url)
+        await hot.open()
+        try:
+            batcher = hot.batched(BATCH_SQL)
+            rows = await asyncio.gather(
+                *(batcher.fetchone({"a": n if n % 5 else -1, "b": f"x{n}"}) for n in range(40))
+            )
+            return list(rows), batcher.batches, batcher.lookups
+        finally:
+            await hot.close()
+
+    rows, batches, lookups = asyncio.run(scenario())
+    assert rows == [None if n % 5 == 0 else (n * 10, f"x{n}") for n in range(40)]
+    assert lookups == 40 and batches < 40
+
+
+def test_a_failing_batch_fails_each_of_its_lookups(pg_db: Database) -> None:
+    async def scenario() -> list[object]:
+        hot = HotReads(pg_db.url)
+        await hot.open()
+        try:
+            batcher = hot.batched(
+                "SELECT q.n, 1 / q.a FROM unnest(%(a)s::int[]) WITH ORDINALITY AS q(a, n)"
+            )
+            return await asyncio.gather(
+                *(batcher.fetchone({"a": n}) for n in (1, 0, 2)), return_exceptions=True
+            )
+        finally:
+            await hot.close()
+
+    outcomes = asyncio.run(scenario())
+    assert outcomes[0] == (1,) or isinstance(outcomes[0], psycopg.errors.DivisionByZero)
+    assert isinstance(outcomes[1], psycopg.errors.DivisionByZero)

@@ -4,6 +4,7 @@ the period's hours."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -12,9 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tallybook.db import Database
+from tallybook.db.hot import HotReads
 from tallybook.entitlements import fast_pg
 from tallybook.entitlements import service as entitlements
+from tallybook.entitlements.fast import fast_check_async
 from tallybook.kit.clock import TestClock, isoformat_z
+from tallybook.kit.errors import InvalidRequest
 from tallybook.metering import service as metering
 from tallybook.subscriptions import service as subscriptions
 from tests.entitlements.conftest import checked
@@ -161,4 +165,48 @@ def test_the_hot_statement_reads_only_the_customers_rows(pg_db: Database, clock:
 
 def test_the_hot_statements_fit_psycopgs_parse_cache() -> None:
     """psycopg re-parses a statement longer than 4,096 characters on every execution."""
-    assert len(fast_pg.STATE_SQL) <= 4096 and len(fast_pg.USAGE_SQL) <= 4096
+    for statement in (fast_pg.STATE_SQL, fast_pg.STATE_BATCH_SQL, fast_pg.USAGE_SQL):
+        assert len(statement) <= 4096
+
+
+def test_concurrent_checks_share_statements_and_agree_with_the_portable_path(
+    pg_db: Database, clock: TestClock
+) -> None:
+    """Checks arriving together on the API's event loop are answered by batched statements;
+    each answer is its own check's, including an unknown customer among them."""
+    setups = []
+    with pg_db.transaction() as tx:
+        for limit in (5, 50, None):
+            setups.append(metered_setup(tx, limit=limit))
+    for number, setup in enumerate(setups):
+        send_usage(pg_db, setup.customer, 10 * (number + 1))
+    asks = [
+        (setup.customer.id, feature, quantity)
+        for setup in setups
+        for feature in (setup.feature.key, setup.flag.key)
+        for quantity in (None, 3, 60)
+    ]
+
+    async def scenario() -> tuple[list[object], int]:
+        hot = HotReads(pg_db.url)
+        await hot.open()
+        try:
+            answers = await asyncio.gather(
+                *(
+                    fast_check_async(pg_db, hot, customer, feature, quantity=quantity)
+                    for customer, feature, quantity in asks
+                ),
+                fast_check_async(pg_db, hot, "nobody", setups[0].feature.key),
+                return_exceptions=True,
+            )
+            return list(answers), hot.batched(fast_pg.STATE_BATCH_SQL).batches
+        finally:
+            await hot.close()
+
+    answers, batches = asyncio.run(scenario())
+    assert batches < len(asks)
+    for (customer, feature, quantity), answer in zip(asks, answers, strict=False):
+        with pg_db.read() as tx:
+            assert answer == entitlements.check(tx, customer, feature, quantity=quantity)
+    unknown = answers[-1]
+    assert isinstance(unknown, InvalidRequest) and unknown.code == "customer_not_found"

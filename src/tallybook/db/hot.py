@@ -14,6 +14,16 @@ The pool is deliberately small and plain: connections are made on demand up to
 dropped. (psycopg_pool's asyncio pool did the same at about three times the CPU per checkout.)
 asyncpg was measured too: cheaper on a one-row read, dearer on the check's wide row.
 
+**Batches.** Under load, concurrent lookups of one statement are coalesced into one statement
+over arrays (:meth:`HotReads.batched`): the first lookup goes out at once; lookups arriving
+while ``BATCHES_IN_FLIGHT_MAX`` batches are already running wait and leave together in the
+next one. At low load nothing waits and nothing changes; near capacity the per-statement
+cost (protocol, snapshot, executor start-up: measured at about 130 µs of PostgreSQL CPU for
+the entitlement check's statement, against about 55 µs of per-row work) is shared by the
+batch, so capacity grows with the load instead of the queue. The connections use
+``plan_cache_mode = force_generic_plan``: these statements are fixed shapes of index lookups,
+and planning the batched check afresh each time cost about 1 ms.
+
 A :class:`HotReads` belongs to one event loop: the API opens it when it starts serving (its
 lifespan) and closes it when it stops. Reads only; every write goes through
 ``Database.transaction``. SQLite has none: callers fall back to their thread path.
@@ -23,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Final
 
 from psycopg import AsyncConnection, AsyncCursor
@@ -33,6 +44,10 @@ from tallybook.db.engine import PG_STATEMENT_TIMEOUT_MS, normalize_url
 
 HOT_POOL_SIZE_MAX: Final = 8
 HOT_POOL_TIMEOUT_SECONDS: Final = 10.0
+#: Batches of one statement running at once, per event loop; more lookups wait for the next.
+BATCHES_IN_FLIGHT_MAX: Final = 2
+#: Lookups in one batch at most.
+BATCH_SIZE_MAX: Final = 64
 
 Connection = AsyncConnection[tuple[Any, ...]]
 
@@ -56,6 +71,7 @@ class HotReads:
         #: One cursor per connection, reused (its result loaders are kept between reads).
         self._cursors: dict[Connection, AsyncCursor[tuple[Any, ...]]] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        self._batchers: dict[str, Batcher] = {}
 
     async def open(self) -> None:
         """Open for reads, with one connection made now (so a bad URL fails at start-up)."""
@@ -84,13 +100,36 @@ class HotReads:
         finally:
             self._release(connection)
 
+    def batched(self, sql: str, *, observe: Callable[[int], object] | None = None) -> Batcher:
+        """The batcher of ``sql``: a statement over arrays (see :class:`Batcher`);
+        ``observe`` is told the size of each batch run."""
+        batcher = self._batchers.get(sql)
+        if batcher is None:
+            batcher = self._batchers[sql] = Batcher(self, sql, observe=observe)
+        return batcher
+
+    async def fetchall(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """Every row of one statement."""
+        connection = await self._acquire()
+        try:
+            cursor = self._cursors.get(connection)
+            if cursor is None:
+                cursor = self._cursors[connection] = connection.cursor()
+            await cursor.execute(sql, params)
+            return await cursor.fetchall()
+        finally:
+            self._release(connection)
+
     async def _connect(self) -> Connection:
         self._size += 1
         try:
             return await AsyncConnection.connect(
                 self._conninfo,
                 autocommit=True,
-                options=f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS}",
+                options=(
+                    f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS}"
+                    " -c plan_cache_mode=force_generic_plan"
+                ),
             )
         except BaseException:
             self._size -= 1
@@ -132,3 +171,76 @@ class HotReads:
                 waiter.set_result(connection)
                 return
         self._idle.append(connection)
+
+
+class Batcher:
+    """One-row lookups of one statement, coalesced under load into one statement over arrays.
+
+    ``sql`` takes one array parameter per lookup parameter, under the same name (a lookup's
+    ``{"customer": "cus_1"}`` becomes ``{"customer": ["cus_1", …]}`` for the batch), and
+    returns at most one row per lookup, its first column the lookup's 1-based position in the
+    arrays (``WITH ORDINALITY``); :meth:`fetchone` returns the rest of that row, or ``None``.
+    """
+
+    def __init__(
+        self, hot: HotReads, sql: str, *, observe: Callable[[int], object] | None = None
+    ) -> None:
+        self._hot = hot
+        self._sql = sql
+        self._observe = observe
+        self._pending: deque[tuple[dict[str, Any], asyncio.Future[tuple[Any, ...] | None]]] = (
+            deque()
+        )
+        self._in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: Batches run and lookups answered (for tests and the benchmark's report).
+        self.batches = 0
+        self.lookups = 0
+
+    async def fetchone(self, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[tuple[Any, ...] | None] = loop.create_future()
+        self._pending.append((params, answer))
+        if self._in_flight < BATCHES_IN_FLIGHT_MAX:
+            self._in_flight += 1
+            task = loop.create_task(self._drain())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await answer
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch = [
+                    self._pending.popleft() for _ in range(min(len(self._pending), BATCH_SIZE_MAX))
+                ]
+                await self._run(batch)
+        finally:
+            self._in_flight -= 1
+
+    async def _run(
+        self, batch: list[tuple[dict[str, Any], asyncio.Future[tuple[Any, ...] | None]]]
+    ) -> None:
+        names = batch[0][0].keys()
+        arrays = {name: [params[name] for params, _ in batch] for name in names}
+        try:
+            rows = await self._hot.fetchall(self._sql, arrays)
+        except BaseException as error:
+            for _, answer in batch:
+                if answer.done():
+                    continue
+                if isinstance(error, Exception):
+                    answer.set_exception(error)
+                else:
+                    answer.cancel()
+            if isinstance(error, Exception):
+                return
+            raise
+        self.batches += 1
+        self.lookups += len(batch)
+        if self._observe is not None:
+            self._observe(len(batch))
+        found = {row[0]: row[1:] for row in rows}
+        for position, (_, answer) in enumerate(batch, start=1):
+            if not answer.done():
+                answer.set_result(found.get(position))
