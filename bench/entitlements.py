@@ -92,22 +92,14 @@ def start_server(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
         "TALLYBOOK_LOG_LEVEL": "WARNING",
         "PYTHONPATH": str(ROOT),
     }
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "bench.entitlements:bench_app",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--no-access-log",
-        "--timeout-keep-alive",
-        "60",
-        "--log-level",
-        "warning",
-    ]
+    # As `tallybook serve --workers N` runs it (tallybook.http.server), with the bench's factory.
+    launch = (
+        "import uvicorn; from tallybook.http.server import uvicorn_options; "
+        f"uvicorn.run('bench.entitlements:bench_app', factory=True, port={port}, "
+        f"workers={workers}, access_log=False, timeout_keep_alive=60, log_level='warning', "
+        "**uvicorn_options())"
+    )
+    command = [sys.executable, "-c", launch]
     server = subprocess.Popen(
         command,
         cwd=ROOT,

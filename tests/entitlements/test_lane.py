@@ -1,5 +1,5 @@
 """``POST /v1/entitlements/check`` as the edge's lane, over real HTTP (uvicorn on a thread,
-PostgreSQL, the hot-read pool opened by the app's lifespan): the same answers as the
+as ``tallybook serve`` runs it; PostgreSQL, the hot-read pool opened by the app's lifespan): the same answers as the
 documented route and the portable path, the same error shape, request ids and metrics."""
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from tallybook.entitlements.fast import PATHS
 from tallybook.entitlements.schemas import check_wire
 from tallybook.http.edge import clear_caller_cache
 from tallybook.http.middleware import EdgeMiddleware
+from tallybook.http.server import uvicorn_options
 from tallybook.observability.metrics import HTTP_REQUESTS
 from tests.fixtures.grants_factories import metered_setup, send_usage
 from tests.http.test_edge import assert_error
@@ -56,7 +57,9 @@ def served(pg_db: Database) -> Iterator[Served]:
         _, secret = create_api_key(tx, name="checks", scopes=["entitlements:read"])
     app = create_app(pg_db)
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_config=None, lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, port=port, log_config=None, lifespan="on", **uvicorn_options())
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

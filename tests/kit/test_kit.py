@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tallybook.kit import quantity
 from tallybook.kit.clock import TestClock, utc
 from tallybook.kit.errors import InvalidRequest, NotFound
 from tallybook.kit.ids import ID_PATTERN, id_time_ms, new_id
@@ -84,6 +85,34 @@ class TestQuantity:
     def test_text_round_trips(self, value: Decimal) -> None:
         assert Decimal(quantity_text(value)) == normalize_quantity(value)
         assert "E" not in quantity_text(value)
+
+    @given(
+        sign=st.sampled_from(("", "-")),
+        digits=st.text("0123456789", min_size=1, max_size=30),
+        exponent=st.integers(-16, 6),
+    )
+    def test_normalizing_keeps_the_reference_rule(
+        self, sign: str, digits: str, exponent: int
+    ) -> None:
+        """The fast paths give exactly what quantize-to-12-places-then-normalize gives (its
+        text too: sign of zero, no exponent), or fail as it does past the maximum."""
+        value = Decimal(f"{sign}{digits}E{exponent}")
+
+        def reference(number: Decimal) -> Decimal:
+            context = quantity.QUANTITY_CONTEXT
+            step = Decimal(1).scaleb(-quantity.QUANTITY_SCALE)
+            normalized = number.quantize(step, context=context).normalize(context=context)
+            if normalized == normalized.to_integral_value():
+                return normalized.quantize(Decimal(1), context=context)
+            return normalized
+
+        try:
+            expected = reference(value)
+        except ArithmeticError:
+            with pytest.raises(ArithmeticError):
+                normalize_quantity(value)
+            return
+        assert str(normalize_quantity(value)) == str(expected)
 
 
 class TestPagination:

@@ -7,6 +7,7 @@ import uvicorn
 
 from tallybook.api.app import create_app
 from tallybook.cli.context import open_database, settings
+from tallybook.http.server import uvicorn_options
 from tallybook.observability.logging import configure_logging
 
 
@@ -34,7 +35,10 @@ def serve(
             port=port,
             access_log=access_log,
             log_config=None,
+            **uvicorn_options(),
         )
         return
     app = create_app(db, current)
-    uvicorn.run(app, host=host, port=port, access_log=access_log, log_config=None)
+    uvicorn.run(
+        app, host=host, port=port, access_log=access_log, log_config=None, **uvicorn_options()
+    )

@@ -19,6 +19,7 @@ QUANTITY_PRECISION: Final = 38
 QUANTITY_MAX: Final = Decimal(10) ** (QUANTITY_PRECISION - QUANTITY_SCALE) - 1
 
 QUANTITY_CONTEXT: Final = decimal.Context(prec=QUANTITY_PRECISION, rounding=decimal.ROUND_HALF_EVEN)
+_ONE: Final = Decimal(1)
 
 
 def to_decimal(value: object, *, param: str = "quantity", allow_negative: bool = True) -> Decimal:
@@ -61,8 +62,15 @@ def to_decimal(value: object, *, param: str = "quantity", allow_negative: bool =
 
 def normalize_quantity(value: Decimal) -> Decimal:
     """Canonical form for storage and hashing: at most QUANTITY_SCALE places, no exponent."""
-    if value.as_tuple().exponent == 0 and -QUANTITY_MAX <= value <= QUANTITY_MAX:
-        return value  # an integer written without exponent is already canonical
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent >= -QUANTITY_SCALE:
+        # Fast paths (the same results, fewer operations): nothing to round away.
+        if -QUANTITY_MAX <= value <= QUANTITY_MAX:
+            if exponent == 0:
+                return value  # an integer written without exponent is already canonical
+            if value == value.to_integral_value():
+                return value.quantize(_ONE, context=QUANTITY_CONTEXT)
+            return value.normalize(context=QUANTITY_CONTEXT)
     quantized = value.quantize(Decimal(1).scaleb(-QUANTITY_SCALE), context=QUANTITY_CONTEXT)
     normalized = quantized.normalize(context=QUANTITY_CONTEXT)
     # normalize() may produce exponent form such as 1E+3; rewrite it as an integer.
