@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.ledger                 # the full matrix (about two minutes)
     .venv/bin/python -m bench.ledger --scale 0.3     # quicker, noisier
+    .venv/bin/python -m bench.ledger --profile a     # one scenario's batches under cProfile
 
 Scenarios (every transfer has two legs):
 
@@ -317,6 +318,12 @@ def main() -> None:
         help="Raw and tallybook alternate this many times per line (the counts split between "
         "rounds); each figure is the median round, the ratio the median of the rounds' ratios",
     )
+    parser.add_argument(
+        "--profile",
+        metavar="SCENARIO",
+        help="Instead of the matrix: run batches of 100 of one scenario (a, b or c) in this "
+        "process under cProfile and print where the client's time goes",
+    )
     arguments = parser.parse_args()
     single_count = int(3000 * arguments.scale)
     batch_count = int(40_000 * arguments.scale)
@@ -334,6 +341,9 @@ def main() -> None:
         print(f"database {name}: {WALLETS} wallets, revenue sharded {REVENUE_SHARDS} ways")
         print(f"{rounds} rounds per line, raw and tallybook alternating; load {_load()}")
         setup = open_books(url)
+        if arguments.profile:
+            profile(setup, arguments.profile, batch_count)
+            return
         header = (
             f"{'scenario':<27} {'mode':<11} {'conns':>5} {'tallybook/s':>12} {'raw/s':>10} "
             f"{'ratio':>6}"
@@ -372,6 +382,30 @@ def main() -> None:
         )
     finally:
         drop_database(name)
+
+
+def profile(setup: Setup, scenario: str, count: int) -> None:
+    """Batches of 100 of ``scenario`` through ``run_ours`` (one connection, this process) under
+    cProfile: the functions by own time, then by cumulative time. Time spent waiting for the
+    server shows in psycopg's ``wait``."""
+    import cProfile
+    import pstats
+
+    class _Now:
+        def wait(self) -> None:
+            pass
+
+    count = max(count - count % BATCH_SIZE, BATCH_SIZE)
+    job = Job(scenario, BATCH_SIZE, 1, count, False, new_id("bench")[-8:])
+    run_ours(setup, Job(scenario, BATCH_SIZE, 1, 1000, False, "warm"), 0, 1000, _Now())
+    profiler = cProfile.Profile()
+    profiler.enable()
+    elapsed = run_ours(setup, job, 0, count, _Now())
+    profiler.disable()
+    print(f"{scenario}) {SCENARIOS[scenario]}: {count / elapsed:,.0f} transfers/s under cProfile")
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("tottime").print_stats(25)
+    stats.sort_stats("cumulative").print_stats(25)
 
 
 def _load() -> str:

@@ -9,9 +9,10 @@ from typer.testing import CliRunner
 
 from tallybook.cli.main import app
 from tallybook.db import Database
+from tallybook.ledger import repository_pg
 from tallybook.ledger import service as ledger
 from tests.fixtures.databases import database_url_of
-from tests.ledger.conftest import Books, move
+from tests.ledger.conftest import Books, move, open_books
 
 
 def _prepared(books: Books) -> None:
@@ -121,3 +122,29 @@ def test_the_cli_exits_non_zero_with_a_readable_report(books: Books) -> None:
     assert broken.exit_code == 1
     assert "balance_mismatch" in broken.output
     assert "credits_posted stored 1007, entries sum to 1000" in broken.output
+
+
+def test_the_write_guard_probes_ids_by_primary_key_in_a_generic_plan(pg_db: Database) -> None:
+    """psycopg prepares the write statements, so PostgreSQL may plan them generically. The
+    guard's ``id = ANY(…)`` form got a sequential scan of the whole transfers table in a generic
+    plan built on stale statistics (batches of 24 ran at half speed); the lateral form probes
+    the primary key per id."""
+    books = open_books(pg_db)
+    books.run(*[move(f"g-{n}", books.funding, books.wallet, 1) for n in range(300)])
+    statement = repository_pg._statement((True, True, False, False, False, False, False))
+    guard = statement.split(",\nt AS", 1)[0].removeprefix("WITH ")
+    with pg_db.transaction() as tx:
+        connection = tx.session.connection()
+        connection.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
+        connection.exec_driver_sql(
+            "PREPARE tb_guard (text[]) AS WITH "
+            + guard.replace("%(ids)s", "$1")
+            + " SELECT ok FROM guard"
+        )
+        plan = "\n".join(
+            row[0]
+            for row in connection.exec_driver_sql("EXPLAIN EXECUTE tb_guard('{g-1,g-2,nope}')")
+        )
+        connection.exec_driver_sql("DEALLOCATE tb_guard")
+    assert "pk_ledger_transfers" in plan, plan
+    assert "Seq Scan on ledger_transfers" not in plan, plan

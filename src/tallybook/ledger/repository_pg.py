@@ -224,8 +224,12 @@ def _insert(part: _Part, parameter: str) -> str:
 def _statement(shape: tuple[bool, bool, bool, bool, bool, bool, bool]) -> str:
     transfers, entries, failures, holds_opened, holds_closed, balances, one_shard = shape
     parts = [
-        "guard AS (SELECT NOT EXISTS (SELECT 1 FROM ledger_transfers WHERE id = ANY(%(ids)s::text[]))"
-        " AND NOT EXISTS (SELECT 1 FROM ledger_transfer_failures WHERE id = ANY(%(ids)s::text[]))"
+        # Each id probes the primary keys, one lateral lookup per id: psycopg prepares the
+        # statement, and a generic plan for ``id = ANY(…)`` scanned the whole transfers table
+        # whenever its statistics were stale, as they are while a young table grows.
+        "guard AS (SELECT NOT EXISTS (SELECT 1 FROM unnest(%(ids)s::text[]) AS i(id)"
+        " CROSS JOIN LATERAL (SELECT 1 FROM ledger_transfers AS t WHERE t.id = i.id"
+        " UNION ALL SELECT 1 FROM ledger_transfer_failures AS f WHERE f.id = i.id LIMIT 1) AS hit)"
         " AS ok)"
     ]
     if transfers:
