@@ -9,7 +9,7 @@ import orjson
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from tallybook.kit.hashing import _default
+from tallybook.kit.hashing import json_default
 from tallybook.kit.pagination import Page
 
 T = TypeVar("T")
@@ -24,7 +24,7 @@ def to_jsonable(result: Any) -> Any:
 
 
 def render_json(result: Any) -> bytes:
-    return orjson.dumps(to_jsonable(result), default=_default)
+    return orjson.dumps(to_jsonable(result), default=json_default)
 
 
 def json_response(

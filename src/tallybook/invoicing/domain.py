@@ -37,8 +37,8 @@ from typing import Any, Final, Literal, Protocol
 import orjson
 
 from tallybook.catalog.pricing import PriceDef, PriceType
-from tallybook.kit.hashing import _default as _json_default_kit
 from tallybook.kit.hashing import content_hash
+from tallybook.kit.hashing import json_default as _json_default_kit
 from tallybook.kit.invariant import invariant
 from tallybook.kit.money import Money, round_to_minor
 from tallybook.kit.quantity import quantity_text

@@ -14,7 +14,9 @@ from tallybook.kit.clock import isoformat_z
 from tallybook.kit.quantity import quantity_text
 
 
-def _default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """orjson's ``default`` for tallybook's values: Decimals as plain text, datetimes as
+    RFC 3339 ``Z``, dates ISO, enums by value, sets sorted."""
     if isinstance(value, Decimal):
         return quantity_text(value) if value.is_finite() else str(value)
     if isinstance(value, datetime):
@@ -30,7 +32,7 @@ def _default(value: Any) -> Any:
 
 def canonical_json(value: Any) -> bytes:
     """Deterministic JSON: sorted keys, Decimals as plain text, datetimes as RFC 3339 Z."""
-    return orjson.dumps(value, default=_default, option=orjson.OPT_SORT_KEYS)
+    return orjson.dumps(value, default=json_default, option=orjson.OPT_SORT_KEYS)
 
 
 def content_hash(value: Any) -> str:
@@ -40,7 +42,7 @@ def content_hash(value: Any) -> str:
 
 def json_dumps(value: Any) -> str:
     """JSON text for storage (keys in insertion order, Decimals as strings)."""
-    return orjson.dumps(value, default=_default).decode()
+    return orjson.dumps(value, default=json_default).decode()
 
 
 def json_loads(text: str | bytes) -> Any:
