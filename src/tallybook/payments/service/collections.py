@@ -112,7 +112,8 @@ def apply_payment_state(
         return False
     now = tx.now()
     payment.status = str(snapshot.state)
-    PAYMENT_STATES.labels(payment.provider, payment.status).inc()
+    # Counted once the change is committed (a rolled-back change never happened).
+    tx.after_commit(PAYMENT_STATES.labels(payment.provider, payment.status).inc)
     payment.provider_status = snapshot.provider_status
     if payment.provider_payment_id is None and snapshot.provider_payment_id:
         payment.provider_payment_id = snapshot.provider_payment_id
