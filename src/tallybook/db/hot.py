@@ -90,15 +90,8 @@ class HotReads:
 
     async def fetchone(self, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
         """The first row of one statement (``None`` when it returns none)."""
-        connection = await self._acquire()
-        try:
-            cursor = self._cursors.get(connection)
-            if cursor is None:
-                cursor = self._cursors[connection] = connection.cursor()
-            await cursor.execute(sql, params)
-            return await cursor.fetchone()
-        finally:
-            self._release(connection)
+        rows = await self._execute(sql, params, every_row=False)
+        return rows[0] if rows else None
 
     def batched(self, sql: str, *, observe: Callable[[int], object] | None = None) -> Batcher:
         """The batcher of ``sql``: a statement over arrays (see :class:`Batcher`);
@@ -110,13 +103,21 @@ class HotReads:
 
     async def fetchall(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Every row of one statement."""
+        return await self._execute(sql, params, every_row=True)
+
+    async def _execute(
+        self, sql: str, params: dict[str, Any], *, every_row: bool
+    ) -> list[tuple[Any, ...]]:
         connection = await self._acquire()
         try:
             cursor = self._cursors.get(connection)
             if cursor is None:
                 cursor = self._cursors[connection] = connection.cursor()
             await cursor.execute(sql, params)
-            return await cursor.fetchall()
+            if every_row:
+                return await cursor.fetchall()
+            row = await cursor.fetchone()
+            return [row] if row is not None else []
         finally:
             self._release(connection)
 
