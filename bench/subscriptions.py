@@ -5,11 +5,12 @@ how fast rating prices a period.
 
 Builds a throwaway database ``tb_bench_subscriptions_<random>`` (dropped at the end) with N
 monthly subscriptions (an in-advance fee and a graduated usage price), moves the clock past the
-period end and runs the ``subscriptions.advance`` job once: each renewal is one transaction
-(lock the subscription, claim the job run, end the period, open the next, record the new
-period's fee, complete the run). The baseline is the same statements as plain SQL on one
-psycopg connection, one transaction per subscription, in the same run. Then it rates a
-two-phase period (usage under two versions, an in-arrears fee, a minimum true-up) in a loop.
+period end and runs the ``subscriptions.advance`` job once: chunks of renewals, one
+transaction per chunk and a savepoint per renewal (lock the chunk, end each period, open the
+next, record the new period's fee, claim and complete the chunk's job runs). The baseline is
+the same statements as plain SQL on one psycopg connection, one transaction per subscription,
+in the same run. Then it rates a two-phase period (usage under two versions, an in-arrears
+fee, a minimum true-up) in a loop.
 """
 
 from __future__ import annotations

@@ -32,6 +32,46 @@ def get(tx: Tx, subscription_id: str, *, for_update: bool = False) -> Subscripti
     return tx.session.get(Subscription, subscription_id)
 
 
+def lock_many(tx: Tx, subscription_ids: Sequence[str], *, skip_locked: bool) -> list[Subscription]:
+    """Lock the subscriptions' rows in id order (a fixed order, so two lockers never deadlock);
+    with ``skip_locked`` the ones another transaction holds are left out (PostgreSQL; SQLite
+    has one writer at a time anyway). Returned in id order."""
+    ids = sorted(set(subscription_ids))
+    if not ids:
+        return []
+    query = (
+        select(Subscription)
+        .where(Subscription.id.in_(ids))
+        .order_by(Subscription.id)
+        .execution_options(populate_existing=True)
+    )
+    if tx.is_postgres:
+        query = query.with_for_update(skip_locked=skip_locked)
+    return list(tx.session.scalars(query))
+
+
+def load_current_rows(
+    tx: Tx, subscriptions: Sequence[Subscription]
+) -> list[SubscriptionPeriod | SubscriptionPhase]:
+    """Load the current period and phase of many subscriptions in two statements, so that
+    :func:`get_period` and :func:`get_phase` find them in the session afterwards (the session
+    holds rows weakly: keep the returned list while they are needed)."""
+    period_ids = sorted({s.current_period_id for s in subscriptions if s.current_period_id})
+    phase_ids = sorted({s.current_phase_id for s in subscriptions if s.current_phase_id})
+    rows: list[SubscriptionPeriod | SubscriptionPhase] = []
+    if period_ids:
+        rows.extend(
+            tx.session.scalars(
+                select(SubscriptionPeriod).where(SubscriptionPeriod.id.in_(period_ids))
+            )
+        )
+    if phase_ids:
+        rows.extend(
+            tx.session.scalars(select(SubscriptionPhase).where(SubscriptionPhase.id.in_(phase_ids)))
+        )
+    return rows
+
+
 def page(
     tx: Tx,
     request: PageRequest,
@@ -218,6 +258,22 @@ def scheduled_changes(tx: Tx, subscription_id: str) -> list[SubscriptionChange]:
                 SubscriptionChange.status == "scheduled",
             )
             .order_by(SubscriptionChange.effective_at, SubscriptionChange.id)
+        )
+    )
+
+
+def with_scheduled_change(tx: Tx, subscription_ids: Sequence[str]) -> set[str]:
+    """Which of the subscriptions have a scheduled change."""
+    if not subscription_ids:
+        return set()
+    return set(
+        tx.session.scalars(
+            select(SubscriptionChange.subscription_id)
+            .where(
+                SubscriptionChange.subscription_id.in_(list(subscription_ids)),
+                SubscriptionChange.status == "scheduled",
+            )
+            .distinct()
         )
     )
 

@@ -41,6 +41,9 @@ ENDED: Final = "ended"
 PENDING: Final = "pending"
 INVOICED: Final = "invoiced"
 
+#: Session key: ids of subscriptions :func:`preload` found without a scheduled change.
+_WITHOUT_SCHEDULED_CHANGE: Final = "subscriptions.without_scheduled_change"
+
 #: Kinds of pending charge that paid for time in advance, and so may be credited back.
 PREPAID_KINDS: Final = frozenset({str(LineKind.FEE_ADVANCE), str(LineKind.PRORATION_CHARGE)})
 
@@ -65,6 +68,27 @@ def lock(tx: Tx, subscription_id: str) -> Subscription:
     if subscription is None:
         raise NotFound("subscription", subscription_id)
     return subscription
+
+
+def preload(tx: Tx, subscriptions: Sequence[Subscription]) -> list[object]:
+    """Load what advancing many subscriptions reads, a few statements for all of them: their
+    current periods and phases, their plan versions and plans (so each ``terms_of`` reads
+    them from the session), and which have no scheduled change (so :func:`scheduled_change`
+    need not ask; :func:`change_recorded` forgets it when a change is recorded). The session holds rows weakly: keep the returned list alive while
+    the subscriptions are worked on."""
+    rows: list[object] = list(repository.load_current_rows(tx, subscriptions))
+    ids = {s.id for s in subscriptions}
+    known = tx.session.info.setdefault(_WITHOUT_SCHEDULED_CHANGE, set())
+    known |= ids - repository.with_scheduled_change(tx, sorted(ids))
+    for version_id in sorted({s.plan_version_id for s in subscriptions}):
+        version = catalog.get_version(tx, version_id)
+        rows.extend((version, catalog.get_plan(tx, version.plan_id)))
+    return rows
+
+
+def change_recorded(tx: Tx, subscription_id: str) -> None:
+    """A change was recorded for the subscription: forget that :func:`preload` saw none."""
+    tx.session.info.get(_WITHOUT_SCHEDULED_CHANGE, set()).discard(subscription_id)
 
 
 def require_not_canceled(subscription: Subscription) -> None:
@@ -94,6 +118,8 @@ def current_period(tx: Tx, subscription: Subscription) -> SubscriptionPeriod | N
 
 
 def scheduled_change(tx: Tx, subscription_id: str) -> SubscriptionChange | None:
+    if subscription_id in tx.session.info.get(_WITHOUT_SCHEDULED_CHANGE, ()):
+        return None  # known from preload(), and no change was recorded since
     scheduled = repository.scheduled_changes(tx, subscription_id)
     invariant(len(scheduled) <= 1, "at most one scheduled change per subscription")
     return scheduled[0] if scheduled else None

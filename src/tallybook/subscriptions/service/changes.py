@@ -93,6 +93,7 @@ def _new_change(
         applied_at=tx.now() if status == ChangeStatus.APPLIED else None,
     )
     tx.session.add(change)
+    state.change_recorded(tx, subscription.id)
     tx.session.flush()
     return change
 

@@ -238,10 +238,10 @@ def renew(tx: Tx, subscription: Subscription, boundary: datetime) -> None:
     next_period = state.open_period(
         tx, subscription, terms, boundary, anchor=phase.billing_anchor_at
     )
-    tx.session.flush()
-    charge_period_fees(tx, subscription, next_period, terms, phase)
     subscription.updated_at = tx.now()
     state.refresh_next_action(subscription)
+    tx.session.flush()  # one UPDATE of the subscription, and the period before its charges
+    charge_period_fees(tx, subscription, next_period, terms, phase)
 
 
 def apply_scheduled_plan_change(
