@@ -9,6 +9,7 @@ import pytest
 
 from tallybook.db import Database
 from tallybook.db.hot import HotReads, conninfo_of
+from tests.fixtures.aio import run_async
 
 
 def test_conninfo_drops_the_sqlalchemy_driver_name() -> None:
@@ -26,7 +27,7 @@ def test_a_read_returns_the_first_row_or_none(pg_db: Database) -> None:
             await hot.close()
         return one, none
 
-    assert asyncio.run(scenario()) == ((42, "x"), None)
+    assert run_async(scenario()) == ((42, "x"), None)
 
 
 def test_reads_beyond_the_pool_size_wait_for_a_connection(pg_db: Database) -> None:
@@ -42,7 +43,7 @@ def test_reads_beyond_the_pool_size_wait_for_a_connection(pg_db: Database) -> No
             await hot.close()
         return [row[1] for row in rows if row is not None]
 
-    assert asyncio.run(scenario()) == list(range(6))
+    assert run_async(scenario()) == list(range(6))
 
 
 def test_a_connection_that_died_is_replaced(pg_db: Database) -> None:
@@ -62,7 +63,7 @@ def test_a_connection_that_died_is_replaced(pg_db: Database) -> None:
         finally:
             await hot.close()
 
-    asyncio.run(scenario())
+    run_async(scenario())
 
 
 def test_a_closed_pool_refuses_reads(pg_db: Database) -> None:
@@ -73,7 +74,7 @@ def test_a_closed_pool_refuses_reads(pg_db: Database) -> None:
         with pytest.raises(RuntimeError, match="closed"):
             await hot.fetchone("SELECT 1", {})
 
-    asyncio.run(scenario())
+    run_async(scenario())
 
 
 BATCH_SQL = (
@@ -95,7 +96,7 @@ def test_concurrent_lookups_share_batches_and_each_gets_its_own_row(pg_db: Datab
         finally:
             await hot.close()
 
-    rows, batches, lookups = asyncio.run(scenario())
+    rows, batches, lookups = run_async(scenario())
     assert rows == [None if n % 5 == 0 else (n * 10, f"x{n}") for n in range(40)]
     assert lookups == 40 and batches < 40
 
@@ -114,6 +115,6 @@ def test_a_failing_batch_fails_each_of_its_lookups(pg_db: Database) -> None:
         finally:
             await hot.close()
 
-    outcomes = asyncio.run(scenario())
+    outcomes = run_async(scenario())
     assert outcomes[0] == (1,) or isinstance(outcomes[0], psycopg.errors.DivisionByZero)
     assert isinstance(outcomes[1], psycopg.errors.DivisionByZero)

@@ -22,6 +22,7 @@ from tallybook.kit.errors import InvalidRequest
 from tallybook.metering import service as metering
 from tallybook.subscriptions import service as subscriptions
 from tests.entitlements.conftest import checked
+from tests.fixtures.aio import run_async
 from tests.fixtures.catalog_factories import create_subscription, create_version
 from tests.fixtures.grants_factories import metered_setup, send_usage
 
@@ -203,7 +204,7 @@ def test_concurrent_checks_share_statements_and_agree_with_the_portable_path(
         finally:
             await hot.close()
 
-    answers, batches = asyncio.run(scenario())
+    answers, batches = run_async(scenario())
     assert batches < len(asks)
     for (customer, feature, quantity), answer in zip(asks, answers, strict=False):
         with pg_db.read() as tx:

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from tallybook.http.server import CorkedTransport
+from tests.fixtures.aio import run_async
 
 
 class RecordingTransport:
@@ -53,7 +54,7 @@ def test_the_writes_of_one_turn_are_one_write() -> None:
         await asyncio.sleep(0)
         return inner.writes
 
-    assert asyncio.run(scenario()) == [b"HTTP/1.1 200 OK\r\n\r\nbody", b"next"]
+    assert run_async(scenario()) == [b"HTTP/1.1 200 OK\r\n\r\nbody", b"next"]
 
 
 def test_closing_sends_what_was_gathered_first_and_abort_drops_it() -> None:
@@ -67,7 +68,7 @@ def test_closing_sends_what_was_gathered_first_and_abort_drops_it() -> None:
         await asyncio.sleep(0)
         return inner.events, dropped.events, transport.get_extra_info("peername")
 
-    closed, aborted, peer = asyncio.run(scenario())
+    closed, aborted, peer = run_async(scenario())
     assert closed == ["write", "close"] and aborted == ["abort"] and peer == ("127.0.0.1", 1)
 
 
@@ -79,4 +80,4 @@ def test_nothing_is_written_to_a_transport_already_closing() -> None:
         await asyncio.sleep(0)
         return inner.writes
 
-    assert asyncio.run(scenario()) == []
+    assert run_async(scenario()) == []
