@@ -297,25 +297,26 @@ class PeriodResult:
         return self.proposed_minor - self.current_minor
 
 
-@dataclass(frozen=True, slots=True)
-class CustomerResult:
-    customer_id: str
-    external_id: str
-    name: str | None
-    currency: str
-    periods: tuple[PeriodResult, ...]
+class _Totals:
+    """Current, proposed and invoiced totals summed over a result's parts (a customer's
+    periods, a report's customers), and the change between the first two."""
+
+    __slots__ = ()
+
+    def _parts(self) -> Iterable[PeriodResult | CustomerResult]:
+        raise NotImplementedError
 
     @property
     def current_minor(self) -> int:
-        return sum((p.current_minor for p in self.periods), start=0)
+        return sum((part.current_minor for part in self._parts()), start=0)
 
     @property
     def proposed_minor(self) -> int:
-        return sum((p.proposed_minor for p in self.periods), start=0)
+        return sum((part.proposed_minor for part in self._parts()), start=0)
 
     @property
     def invoiced_minor(self) -> int:
-        return sum((p.invoiced_minor for p in self.periods), start=0)
+        return sum((part.invoiced_minor for part in self._parts()), start=0)
 
     @property
     def delta_minor(self) -> int:
@@ -324,6 +325,18 @@ class CustomerResult:
     @property
     def delta_percent(self) -> Decimal | None:
         return percent(self.delta_minor, self.current_minor)
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerResult(_Totals):
+    customer_id: str
+    external_id: str
+    name: str | None
+    currency: str
+    periods: tuple[PeriodResult, ...]
+
+    def _parts(self) -> Iterable[PeriodResult]:
+        return self.periods
 
     @property
     def prices(self) -> list[PriceRow]:
@@ -340,7 +353,7 @@ class Skipped:
 
 
 @dataclass(frozen=True, slots=True)
-class SimulationReport:
+class SimulationReport(_Totals):
     plan_version_id: str
     plan_id: str
     plan_key: str
@@ -353,25 +366,8 @@ class SimulationReport:
     customers: tuple[CustomerResult, ...]
     skipped: tuple[Skipped, ...] = field(default=())
 
-    @property
-    def current_minor(self) -> int:
-        return sum((c.current_minor for c in self.customers), start=0)
-
-    @property
-    def proposed_minor(self) -> int:
-        return sum((c.proposed_minor for c in self.customers), start=0)
-
-    @property
-    def invoiced_minor(self) -> int:
-        return sum((c.invoiced_minor for c in self.customers), start=0)
-
-    @property
-    def delta_minor(self) -> int:
-        return self.proposed_minor - self.current_minor
-
-    @property
-    def delta_percent(self) -> Decimal | None:
-        return percent(self.delta_minor, self.current_minor)
+    def _parts(self) -> Iterable[CustomerResult]:
+        return self.customers
 
     @property
     def winners(self) -> list[CustomerResult]:
