@@ -4,10 +4,20 @@ inside :func:`run_action` (reason, role, one-time token, audit entry in the same
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from fastapi import Depends, Form
 from starlette.responses import Response
 
-from tallybook.console.actions import ActionForm, Done, action_form, respond, run_action
+from tallybook.console.actions import (
+    ActionForm,
+    ActionOutcome,
+    Done,
+    action_form,
+    respond,
+    run_action,
+)
 from tallybook.console.pages.invoices import parse_amount
 from tallybook.console.web import ConsoleContext, console_router, safe_next, signed_in
 from tallybook.customers import service as customers
@@ -22,6 +32,8 @@ from tallybook.subscriptions import service as subscriptions
 from tallybook.subscriptions.domain import CancelAt, CancelRequest
 
 router = console_router()
+
+T = TypeVar("T")
 
 
 @router.post("/customers/{customer_ref}/credits")
@@ -76,11 +88,7 @@ def void_grant(
     form: ActionForm = Depends(action_form),
     back: str = Form(""),
 ) -> Response:
-    with ctx.read() as tx:
-        try:
-            customer_id: str | None = grants.get_grant(tx, grant_id).customer_id
-        except NotFound:
-            customer_id = None
+    customer_id = _found(ctx, lambda tx: grants.get_grant(tx, grant_id).customer_id)
 
     def perform(tx: Tx) -> Done:
         before = grants.get_view(tx, grant_id)
@@ -102,8 +110,7 @@ def void_grant(
         customer_id=customer_id,
         perform=perform,
     )
-    default = f"/console/customers/{customer_id}" if customer_id else "/console"
-    return respond(ctx, outcome, back=safe_next(back or default))
+    return _respond_to_customer(ctx, outcome, customer_id, back)
 
 
 @router.post("/collections/{collection_ref}/retry")
@@ -114,13 +121,12 @@ def retry_payment(
     back: str = Form(""),
 ) -> Response:
     """A manual payment retry: a new attempt now (``collection_ref``: collection or invoice)."""
-    with ctx.read() as tx:
-        try:
-            collection = payments.get_collection(tx, collection_ref)
-            customer_id: str | None = collection.customer_id
-            object_id = collection.id
-        except NotFound:
-            customer_id, object_id = None, collection_ref
+
+    def owner(tx: Tx) -> tuple[str | None, str]:
+        collection = payments.get_collection(tx, collection_ref)
+        return collection.customer_id, collection.id
+
+    customer_id, object_id = _found(ctx, owner) or (None, collection_ref)
 
     def perform(tx: Tx) -> Done:
         payment = payments.retry_collection(tx, collection_ref, context_from_env())
@@ -142,8 +148,7 @@ def retry_payment(
         customer_id=customer_id,
         perform=perform,
     )
-    default = f"/console/customers/{customer_id}" if customer_id else "/console"
-    return respond(ctx, outcome, back=safe_next(back or default))
+    return _respond_to_customer(ctx, outcome, customer_id, back)
 
 
 @router.post("/subscriptions/{subscription_id}/cancel")
@@ -154,11 +159,7 @@ def cancel_subscription(
     at: str = Form(CancelAt.PERIOD_END.value),
     back: str = Form(""),
 ) -> Response:
-    with ctx.read() as tx:
-        try:
-            customer_id: str | None = subscriptions.get(tx, subscription_id).customer_id
-        except NotFound:
-            customer_id = None
+    customer_id = _found(ctx, lambda tx: subscriptions.get(tx, subscription_id).customer_id)
     when = CancelAt.NOW if at == CancelAt.NOW.value else CancelAt.PERIOD_END
 
     def perform(tx: Tx) -> Done:
@@ -194,8 +195,7 @@ def cancel_subscription(
         perform=perform,
         details={"at": when.value},
     )
-    default = f"/console/customers/{customer_id}" if customer_id else "/console"
-    return respond(ctx, outcome, back=safe_next(back or default))
+    return _respond_to_customer(ctx, outcome, customer_id, back)
 
 
 @router.post("/dead-letters/{letter_id}/replay")
@@ -229,8 +229,22 @@ def replay_dead_letter(
 
 
 def _customer_id(ctx: ConsoleContext, customer_ref: str) -> str | None:
+    return _found(ctx, lambda tx: customers.resolve(tx, customer_ref).id)
+
+
+def _found(ctx: ConsoleContext, lookup: Callable[[Tx], T]) -> T | None:
+    """What ``lookup`` reads (plain values: the read's rows are gone after it), or None when it
+    names nothing (the action then reports it)."""
     with ctx.read() as tx:
         try:
-            return customers.resolve(tx, customer_ref).id
+            return lookup(tx)
         except NotFound:
             return None
+
+
+def _respond_to_customer(
+    ctx: ConsoleContext, outcome: ActionOutcome, customer_id: str | None, back: str
+) -> Response:
+    """Back to ``back``, or to the customer's page, or to the console's home."""
+    default = f"/console/customers/{customer_id}" if customer_id else "/console"
+    return respond(ctx, outcome, back=safe_next(back or default))
