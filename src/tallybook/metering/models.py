@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tallybook.db import Base, DecimalType, UTCDateTime
+from tallybook.db.migrate import ONLY_ON_DIALECTS
 
 
 def table_of(model: type[Base]) -> Table:
@@ -84,6 +85,19 @@ class Rollup(Base):
     """
 
     __tablename__ = "metering_rollups"
+    __table_args__ = (
+        # The entitlement check sums a period's hours per check: on PostgreSQL this index
+        # carries the quantity so the sum is an index-only scan instead of a heap visit per
+        # hour (110 µs → 30 µs for a month with 30 active hours). SQLite reads the primary key.
+        Index(
+            "ix_metering_rollups_quantity",
+            "meter_id",
+            "customer_id",
+            "window_start",
+            postgresql_include=["quantity"],
+            info={ONLY_ON_DIALECTS: ("postgresql",)},
+        ).ddl_if(dialect="postgresql"),
+    )
 
     meter_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     customer_id: Mapped[str] = mapped_column(String(40), primary_key=True)
