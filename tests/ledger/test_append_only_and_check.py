@@ -131,7 +131,7 @@ def test_the_write_guard_probes_ids_by_primary_key_in_a_generic_plan(pg_db: Data
     the primary key per id."""
     books = open_books(pg_db)
     books.run(*[move(f"g-{n}", books.funding, books.wallet, 1) for n in range(300)])
-    statement = repository_pg._statement((True, True, False, False, False, False, False))
+    statement = repository_pg._statement((True, True, False, False, False, False, False, False))
     guard = statement.split(",\nt AS", 1)[0].removeprefix("WITH ")
     with pg_db.transaction() as tx:
         connection = tx.session.connection()

@@ -8,7 +8,8 @@ own psycopg connection (same transaction):
 
 1. **lock** the normal accounts' balance rows by primary key, in account order (one
    statement). No idempotency lookup: most transfers are new, so the batch is decided
-   optimistically.
+   optimistically. (A batch of plain transfers reads the rows unlocked first, decides while
+   this lock is taken, and writes increments checked under the lock; see ``engine``.)
 2. **write** everything in one statement of data-modifying CTEs, each part conditional on a
    *guard* that none of the batch's ids is stored yet. The guard's snapshot is taken after the
    locks are held, so a retry that committed earlier, or a concurrent request with the same id
@@ -48,6 +49,7 @@ from psycopg import Connection as PgConnection
 from psycopg import Cursor
 
 from tallybook.db import Tx
+from tallybook.kit.money import AMOUNT_MINOR_MAX
 from tallybook.ledger.repository import ENTRY_ROW, FAILURE_ROW, HOLD_ROW, TRANSFER_ROW, Stored
 
 LOCK_BALANCE_ROWS: Final = """
@@ -58,6 +60,17 @@ WHERE account_id = ANY(%s::text[]) AND shard = 0
 ORDER BY account_id
 FOR NO KEY UPDATE
 """
+
+#: The same rows, read without a lock: a batch of plain transfers decides on them before it
+#: locks anything (see :func:`send_write`'s ``balances_moved``).
+READ_BALANCE_ROWS: Final = LOCK_BALANCE_ROWS.replace("FOR NO KEY UPDATE\n", "")
+
+#: The same locks, in the same order, returning only how many rows were locked.
+LOCK_ONLY: Final = (
+    "SELECT count(*) FROM (SELECT 1 FROM ledger_balances"
+    " WHERE account_id = ANY(%s::text[]) AND shard = 0"
+    " ORDER BY account_id FOR NO KEY UPDATE) AS locked"
+)
 
 STORED_OUTCOMES: Final = """
 SELECT id, request, NULL::text AS code, NULL::text AS message, NULL::text AS param
@@ -199,6 +212,26 @@ def send_lock(tx: Tx, account_ids: Sequence[str]) -> Pending:
     return Pending(cursor)
 
 
+def send_lock_only(tx: Tx, account_ids: Sequence[str]) -> Pending:
+    """Lock normal accounts' balance rows in id order, as :func:`send_lock`, reading nothing
+    back (for a batch that read them already)."""
+    if not account_ids:
+        return Pending(None)
+    cursor = _driver(tx).cursor()
+    cursor.execute(LOCK_ONLY, (text_array(account_ids),))
+    return Pending(cursor)
+
+
+def send_read(tx: Tx, account_ids: Sequence[str]) -> Pending:
+    """Read normal accounts' balance rows without locking them (values to decide on before
+    the locks are taken; the write statement checks they still allow what was decided)."""
+    if not account_ids:
+        return Pending(None)
+    cursor = _driver(tx).cursor()
+    cursor.execute(READ_BALANCE_ROWS, (text_array(account_ids),))
+    return Pending(cursor)
+
+
 def stored_outcomes(tx: Tx, transfer_ids: Sequence[str]) -> dict[str, Stored]:
     if not transfer_ids:
         return {}
@@ -220,9 +253,28 @@ def _insert(part: _Part, parameter: str) -> str:
     )
 
 
+#: The rows of ``balances_moved`` that the balances no longer allow: closed since they were
+#: read, or without the room the batch's transfers need in a limited direction, or one that
+#: would overflow a column. ``r`` is [account, debit room needed, credit room needed, the four
+#: increments]; the room is computed in numeric (the differences of bigints can overflow).
+_MOVED_REFUSED: Final = (
+    "SELECT 1 FROM jsonb_array_elements(%(moved)s::jsonb) AS r JOIN ledger_balances AS x"
+    " ON x.account_id = r->>0 AND x.shard = 0"
+    " WHERE x.account_id = ANY(%(moved_ids)s::text[]) AND (x.closed"
+    " OR (x.debits_must_not_exceed_credits AND x.credits_posted::numeric - x.debits_posted"
+    " - x.debits_pending < (r->>1)::numeric)"
+    " OR (x.credits_must_not_exceed_debits AND x.debits_posted::numeric - x.credits_posted"
+    " - x.credits_pending < (r->>2)::numeric)"
+    f" OR x.debits_posted > {AMOUNT_MINOR_MAX} - (r->>3)::bigint"
+    f" OR x.credits_posted > {AMOUNT_MINOR_MAX} - (r->>4)::bigint"
+    f" OR x.debits_pending > {AMOUNT_MINOR_MAX} - (r->>5)::bigint"
+    f" OR x.credits_pending > {AMOUNT_MINOR_MAX} - (r->>6)::bigint)"
+)
+
+
 @lru_cache(maxsize=64)
-def _statement(shape: tuple[bool, bool, bool, bool, bool, bool, bool]) -> str:
-    transfers, entries, failures, holds_opened, holds_closed, balances, one_shard = shape
+def _statement(shape: tuple[bool, bool, bool, bool, bool, bool, bool, bool]) -> str:
+    transfers, entries, failures, holds_opened, holds_closed, balances, one_shard, moved = shape
     parts = [
         # Each id probes the primary keys, one lateral lookup per id: psycopg prepares the
         # statement, and a generic plan for ``id = ANY(…)`` scanned the whole transfers table
@@ -230,7 +282,8 @@ def _statement(shape: tuple[bool, bool, bool, bool, bool, bool, bool]) -> str:
         "guard AS (SELECT NOT EXISTS (SELECT 1 FROM unnest(%(ids)s::text[]) AS i(id)"
         " CROSS JOIN LATERAL (SELECT 1 FROM ledger_transfers AS t WHERE t.id = i.id"
         " UNION ALL SELECT 1 FROM ledger_transfer_failures AS f WHERE f.id = i.id LIMIT 1) AS hit)"
-        " AS ok)"
+        + (f" AND NOT EXISTS ({_MOVED_REFUSED})" if moved else "")
+        + " AS ok)"
     ]
     if transfers:
         parts.append(_insert(_TRANSFERS_INSERT, "transfers"))
@@ -255,6 +308,16 @@ def _statement(shape: tuple[bool, bool, bool, bool, bool, bool, bool]) -> str:
             "FROM jsonb_array_elements(%(balances)s::jsonb) AS r "
             "WHERE x.account_id = ANY(%(balance_ids)s::text[]) AND x.shard = 0 "
             f"AND x.account_id = r->>0 AND {_GUARD})"
+        )
+    if moved:
+        parts.append(
+            "m AS (UPDATE ledger_balances AS x SET debits_posted = x.debits_posted + (r->>3)::bigint,"
+            " credits_posted = x.credits_posted + (r->>4)::bigint,"
+            " debits_pending = x.debits_pending + (r->>5)::bigint,"
+            " credits_pending = x.credits_pending + (r->>6)::bigint"
+            " FROM jsonb_array_elements(%(moved)s::jsonb) AS r"
+            " WHERE x.account_id = ANY(%(moved_ids)s::text[]) AND x.shard = 0"
+            f" AND x.account_id = r->>0 AND {_GUARD})"
         )
     if one_shard:
         parts.append(
@@ -309,11 +372,19 @@ def send_write(
     balances_added: Sequence[tuple[str, int, Sequence[int]]],
     holds_opened: Sequence[Sequence[Any]],
     holds_closed: Sequence[str],
+    balances_moved: Sequence[Sequence[Any]] = (),
 ) -> PendingWrite:
     """Send a batch's outcome, written unless one of its ids got stored meanwhile. Rows are
     tuples in the order of ``repository.TRANSFER_ROW`` and its siblings, ``effective_at``
     None for now. Several shard increments follow the statement once it succeeded, in
-    (account, shard) order."""
+    (account, shard) order.
+
+    ``balances_set`` are balances decided under their row locks (written as they are);
+    ``balances_moved`` are increments decided on balances read without a lock, each
+    ``(account, debit room needed, credit room needed, *increments)``: written only if, with
+    the rows locked by now, every account is still open, has the room its limits need for
+    every transfer decided (see ``engine``), and overflows no column. Otherwise nothing is
+    written, as when an id was stored meanwhile."""
     ids = [row[0] for row in transfers] + [row[0] for row in failures]
     if not ids:
         return PendingWrite(None, None, ())
@@ -327,6 +398,7 @@ def send_write(
         bool(holds_closed),
         bool(balances_set),
         one_shard,
+        bool(balances_moved),
     )
     params: dict[str, Any] = {
         "ids": text_array(ids),
@@ -350,6 +422,9 @@ def send_write(
             [[account_id, *values] for account_id, _, values in balances_set]
         )
         params["balance_ids"] = text_array([account_id for account_id, _, _ in balances_set])
+    if balances_moved:
+        params["moved"] = _json(balances_moved)
+        params["moved_ids"] = text_array([row[0] for row in balances_moved])
     if one_shard:
         account_id, shard, delta = increments[0]
         params.update(

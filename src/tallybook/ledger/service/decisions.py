@@ -94,6 +94,11 @@ class Decisions:
     referenced: set[str]
     shard_key: str
 
+    def _has_failure(self) -> bool:
+        return any(
+            result is not None and result.status is TransferStatus.FAILED for result in self.results
+        )
+
     def _has_refusal(self) -> bool:
         return any(
             result is not None
@@ -228,6 +233,8 @@ class Decisions:
             account = accounts[account_id]
             account.values = values
             account.changed = True
+            if account.start is not None:
+                account.note_room()
         for entry in plan.entries:
             account = accounts[entry.account_id]
             if account.values is None:

@@ -57,6 +57,26 @@ class AccountState:
     values: list[int] | None
     changed: bool = False
     deltas: dict[int, list[int]] = field(default_factory=dict)
+    #: A normal account read without its row lock: the values read. The batch then writes
+    #: increments, and the room its limits need: how far, at most, the batch's transfers
+    #: took the room below where it started (debit room: credits − debits − pending debits;
+    #: credit room: the mirror).
+    start: list[int] | None = None
+    debit_room_needed: int = 0
+    credit_room_needed: int = 0
+
+    def note_room(self) -> None:
+        """After the batch moved ``values`` (read unlocked): what room that took."""
+        start, values = self.start, self.values
+        assert start is not None and values is not None
+        posted_debits = values[0] - start[0]
+        posted_credits = values[1] - start[1]
+        debit_drop = posted_debits + values[2] - start[2] - posted_credits
+        credit_drop = posted_credits + values[3] - start[3] - posted_debits
+        if debit_drop > self.debit_room_needed:
+            self.debit_room_needed = debit_drop
+        if credit_drop > self.credit_room_needed:
+            self.credit_room_needed = credit_drop
 
     def shard_for(self, transfer_id: str) -> int:
         """A hot account's transfers spread over its shards by a stable hash of their id."""
@@ -102,10 +122,11 @@ def normal_ids(fixed: Mapping[str, Fixed]) -> list[str]:
 
 
 def account_states(
-    locked: Iterable[Sequence[Any]], fixed: Mapping[str, Fixed]
+    locked: Iterable[Sequence[Any]], fixed: Mapping[str, Fixed], *, unlocked: bool = False
 ) -> dict[str, AccountState]:
     """What a batch decides with: the locked balance rows of normal accounts (as the lock
-    statement returns them) and the sharded accounts, which take no lock."""
+    statement returns them; with ``unlocked``, as read without the locks) and the sharded
+    accounts, which take no lock."""
     states: dict[str, AccountState] = {}
     # Rows by position (both repositories select the same columns in the same order): a
     # batch reads hundreds of them.
@@ -119,6 +140,7 @@ def account_states(
             shards=1,
             limits=LIMITS[(bool(debit_limit), bool(credit_limit))],
             values=values,
+            start=values.copy() if unlocked else None,
         )
     for account_id, f in fixed.items():
         if f.shards > 1:
