@@ -282,8 +282,17 @@ def _worker(setup: Setup, job: Job, worker: int, count: int, start: Any, out: An
     out.put(runner(setup, job, worker, count, start))
 
 
+def vacuum_balances(url: str) -> None:
+    """``VACUUM`` the balance rows, which every transfer updates: autovacuum is off on this
+    machine's PostgreSQL (a deployment keeps it on), and without it each round would start on
+    the dead row versions of the rounds before it."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ledger_balances")
+
+
 def measure(setup: Setup, job: Job) -> float:
     """Transfers per second with ``job.connections`` processes started together."""
+    vacuum_balances(setup.url)
     context = mp.get_context("fork")
     start = context.Barrier(job.connections)
     out = context.Queue()
