@@ -100,6 +100,8 @@ def test_each_period_gets_exactly_one_invoice_however_often_the_job_runs(db: Dat
         ("fee_advance", 2000),
     ]
     assert invoices[2].lines[0].amount_minor == 300
+    # People read the quantity: its thousands are grouped.
+    assert nov.lines[0].description.startswith("Tokens: 1,200")
     numbers = [i.number for i in invoices]
     assert numbers == ["TB-2026-000001", "TB-2026-000002", "TB-2027-000001"]
     for invoice in invoices:

@@ -15,7 +15,12 @@ from tallybook.kit.errors import InvalidRequest, NotFound
 from tallybook.kit.ids import ID_PATTERN, id_time_ms, new_id
 from tallybook.kit.invariant import InvariantViolation, invariant
 from tallybook.kit.pagination import PageRequest
-from tallybook.kit.quantity import normalize_quantity, quantity_text, to_decimal
+from tallybook.kit.quantity import (
+    normalize_quantity,
+    quantity_display,
+    quantity_text,
+    to_decimal,
+)
 
 
 class TestIds:
@@ -85,6 +90,25 @@ class TestQuantity:
     def test_text_round_trips(self, value: Decimal) -> None:
         assert Decimal(quantity_text(value)) == normalize_quantity(value)
         assert "E" not in quantity_text(value)
+
+    @given(
+        st.decimals(
+            allow_nan=False, allow_infinity=False, places=12, min_value=-(10**20), max_value=10**20
+        )
+    )
+    def test_display_groups_the_whole_digits_and_nothing_else(self, value: Decimal) -> None:
+        shown = quantity_display(value)
+        assert shown.replace(",", "") == quantity_text(value)
+        whole, _, fraction = shown.lstrip("-").partition(".")
+        assert "," not in fraction
+        groups = whole.split(",")
+        assert 1 <= len(groups[0]) <= 3 and all(len(group) == 3 for group in groups[1:])
+
+    def test_display_examples(self) -> None:
+        assert quantity_display(Decimal("1234567.891")) == "1,234,567.891"
+        assert quantity_display(Decimal("-1000")) == "-1,000"
+        assert quantity_display(Decimal("999.5")) == "999.5"
+        assert quantity_display(Decimal("0.0000025")) == "0.0000025"
 
     @given(
         sign=st.sampled_from(("", "-")),

@@ -9,7 +9,6 @@ computed against the request's instant.
 from __future__ import annotations
 
 import hashlib
-import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from importlib import resources
@@ -22,15 +21,7 @@ from markupsafe import Markup, escape
 from tallybook.kit.clock import isoformat_z
 from tallybook.kit.hashing import json_dumps
 from tallybook.kit.money import Money
-from tallybook.kit.quantity import quantity_text
-
-_GROUPS: Final = re.compile(r"(\d)(?=(\d{3})+(?!\d))")
-
-
-def group_digits(text: str) -> str:
-    """``-1234567.891`` → ``-1,234,567.891`` (only the integer part is grouped)."""
-    whole, dot, fraction = text.partition(".")
-    return _GROUPS.sub(r"\1,", whole) + dot + fraction
+from tallybook.kit.quantity import group_digits, quantity_text
 
 
 def money_text(value: Money) -> str:

@@ -18,7 +18,7 @@ from tallybook.db import Tx
 from tallybook.invoicing.service.lifecycle import get_invoice
 from tallybook.invoicing.views import InvoiceView
 from tallybook.kit.money import Money
-from tallybook.kit.quantity import quantity_text
+from tallybook.kit.quantity import quantity_display
 
 _environment = Environment(
     loader=PackageLoader("tallybook.invoicing", "templates"),
@@ -36,10 +36,7 @@ def _quantity(value: Decimal | str | int | None) -> str:
     """Thousands separators, exact digits (breakdowns hold quantities as decimal strings)."""
     if value is None or value == "":
         return ""
-    text = quantity_text(Decimal(str(value)))
-    whole, _, fraction = text.partition(".")
-    grouped = f"{int(whole):,}" if whole.lstrip("-").isdigit() else whole
-    return f"{grouped}.{fraction}" if fraction else grouped
+    return quantity_display(Decimal(str(value)))
 
 
 _environment.filters["quantity"] = _quantity

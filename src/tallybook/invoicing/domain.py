@@ -41,7 +41,7 @@ from tallybook.kit.hashing import content_hash
 from tallybook.kit.hashing import json_default as _json_default_kit
 from tallybook.kit.invariant import invariant
 from tallybook.kit.money import Money, round_to_minor
-from tallybook.kit.quantity import quantity_text
+from tallybook.kit.quantity import quantity_display, quantity_text
 from tallybook.rating import (
     BillingPeriod,
     LineKind,
@@ -465,9 +465,9 @@ def _describe(item: _Rated, prices: Mapping[tuple[str, str], tuple[RatingPhase, 
         return line.description
     phase, price = prices[(line.phase_id or "", line.price_id or "")]
     unit = f" {price.meter_unit}" if price.meter_unit else ""
-    text = f"{price.name}: {quantity_text(item.measured)}{unit} ({phase.terms.plan_name})"
+    text = f"{price.name}: {quantity_display(item.measured)}{unit} ({phase.terms.plan_name})"
     if item.credited_total:
-        text += f", {quantity_text(item.credited_total)}{unit} paid with usage credits"
+        text += f", {quantity_display(item.credited_total)}{unit} paid with usage credits"
     return text
 
 

@@ -8,6 +8,7 @@ significant digits, enough for 10^26 units at 12 decimal places without rounding
 from __future__ import annotations
 
 import decimal
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Final
 
@@ -82,3 +83,18 @@ def normalize_quantity(value: Decimal) -> Decimal:
 def quantity_text(value: Decimal) -> str:
     """Plain decimal text without exponent, for JSON and storage."""
     return format(normalize_quantity(value), "f")
+
+
+_DIGIT_GROUPS: Final = re.compile(r"(\d)(?=(\d{3})+(?!\d))")
+
+
+def group_digits(text: str) -> str:
+    """``-1234567.891`` → ``-1,234,567.891`` (only the integer part is grouped)."""
+    whole, dot, fraction = text.partition(".")
+    return _DIGIT_GROUPS.sub(r"\1,", whole) + dot + fraction
+
+
+def quantity_display(value: Decimal) -> str:
+    """A quantity for people to read (invoice lines, documents, the console): the digits of
+    :func:`quantity_text`, thousands grouped with commas (``1,234,567.5``)."""
+    return group_digits(quantity_text(value))

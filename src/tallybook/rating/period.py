@@ -28,7 +28,7 @@ from tallybook.catalog.domain import VersionTerms
 from tallybook.catalog.pricing import FeeTiming, PriceDef, PriceType
 from tallybook.kit.invariant import invariant
 from tallybook.kit.money import ROUNDING_RULE_NAME
-from tallybook.kit.quantity import quantity_text
+from tallybook.kit.quantity import quantity_display
 from tallybook.rating.arithmetic import (
     display_fraction,
     micros,
@@ -113,7 +113,7 @@ def usage_line(
     unit = f" {price.meter_unit}" if price.meter_unit else ""
     return RatedLine(
         kind=LineKind.USAGE,
-        description=f"{price.name}: {quantity_text(measured)}{unit} ({terms.plan_name})",
+        description=f"{price.name}: {quantity_display(measured)}{unit} ({terms.plan_name})",
         currency=terms.currency,
         amount_minor=round_line(exact, terms.currency),
         service_start=start,
