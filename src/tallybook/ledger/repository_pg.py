@@ -203,33 +203,30 @@ class Pending:
             return cursor.fetchall()
 
 
-def send_lock(tx: Tx, account_ids: Sequence[str]) -> Pending:
-    """Lock normal accounts' balance rows in id order (never pass a sharded account here)."""
+def _send_over_accounts(tx: Tx, sql: str, account_ids: Sequence[str]) -> Pending:
+    """Send ``sql``, whose one parameter is the account ids as a ``text[]``."""
     if not account_ids:
         return Pending(None)
     cursor = _driver(tx).cursor()
-    cursor.execute(LOCK_BALANCE_ROWS, (text_array(account_ids),))
+    cursor.execute(sql, (text_array(account_ids),))
     return Pending(cursor)
+
+
+def send_lock(tx: Tx, account_ids: Sequence[str]) -> Pending:
+    """Lock normal accounts' balance rows in id order (never pass a sharded account here)."""
+    return _send_over_accounts(tx, LOCK_BALANCE_ROWS, account_ids)
 
 
 def send_lock_only(tx: Tx, account_ids: Sequence[str]) -> Pending:
     """Lock normal accounts' balance rows in id order, as :func:`send_lock`, reading nothing
     back (for a batch that read them already)."""
-    if not account_ids:
-        return Pending(None)
-    cursor = _driver(tx).cursor()
-    cursor.execute(LOCK_ONLY, (text_array(account_ids),))
-    return Pending(cursor)
+    return _send_over_accounts(tx, LOCK_ONLY, account_ids)
 
 
 def send_read(tx: Tx, account_ids: Sequence[str]) -> Pending:
     """Read normal accounts' balance rows without locking them (values to decide on before
     the locks are taken; the write statement checks they still allow what was decided)."""
-    if not account_ids:
-        return Pending(None)
-    cursor = _driver(tx).cursor()
-    cursor.execute(READ_BALANCE_ROWS, (text_array(account_ids),))
-    return Pending(cursor)
+    return _send_over_accounts(tx, READ_BALANCE_ROWS, account_ids)
 
 
 def stored_outcomes(tx: Tx, transfer_ids: Sequence[str]) -> dict[str, Stored]:
