@@ -5,7 +5,7 @@ the period's hours."""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -24,7 +24,7 @@ from tallybook.subscriptions import service as subscriptions
 from tests.entitlements.conftest import checked
 from tests.fixtures.aio import run_async
 from tests.fixtures.catalog_factories import create_subscription, create_version
-from tests.fixtures.grants_factories import metered_setup, send_usage
+from tests.fixtures.grants_factories import Metered, metered_setup, send_usage
 
 subscription_specs = st.lists(
     st.tuples(
@@ -128,6 +128,37 @@ def rows_read(plan: dict[str, Any], table: str) -> float:
     return own + sum(rows_read(child, table) for child in plan.get("Plans", []))
 
 
+def ingest_at(pg_db: Database, setup: Metered, prefix: str, times: list[datetime]) -> None:
+    """One event of value 1 for the setup's customer at each of ``times``."""
+    with pg_db.transaction(actor="test") as tx:
+        events = [
+            {
+                "specversion": "1.0",
+                "id": f"{prefix}-{n}",
+                "source": "test",
+                "type": setup.meter.event_type,
+                "subject": setup.customer.external_id,
+                "time": isoformat_z(time),
+                "data": {"value": 1},
+            }
+            for n, time in enumerate(times)
+        ]
+        assert metering.ingest_events(tx, events).accepted == len(times)
+
+
+def explained_state(pg_db: Database, setup: Metered, now: datetime) -> dict[str, Any]:
+    """The state statement's plan for the setup's customer and feature, with index plans
+    preferred as at scale (``EXPLAIN ANALYZE``, JSON)."""
+    params = {"customer": setup.customer.id, "feature": setup.feature.key, "now": now}
+    with pg_db.engine.connect() as connection:
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute("SET LOCAL enable_seqscan = off")  # the index plans, as at scale
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + fast_pg.STATE_SQL, params)
+        plan: dict[str, Any] = cursor.fetchone()[0][0]["Plan"]
+        connection.rollback()
+    return plan
+
+
 def test_the_hot_statement_reads_only_the_customers_rows(pg_db: Database, clock: TestClock) -> None:
     """Found by the benchmark: the statement joined from the plan's side (every subscription
     on the plan version was read, then filtered by customer) and read every event the customer
@@ -138,28 +169,10 @@ def test_the_hot_statement_reads_only_the_customers_rows(pg_db: Database, clock:
         for _ in range(30):
             create_subscription(tx, version=setup.version)
     clock.advance(hours=5)
-    with pg_db.transaction(actor="test") as tx:
-        events = [
-            {
-                "specversion": "1.0",
-                "id": f"history-{n}",
-                "source": "test",
-                "type": setup.meter.event_type,
-                "subject": setup.customer.external_id,
-                "time": isoformat_z(clock.now() - timedelta(hours=4, minutes=n % 60)),
-                "data": {"value": 1},
-            }
-            for n in range(120)
-        ]
-        assert metering.ingest_events(tx, events).accepted == 120
+    history = [clock.now() - timedelta(hours=4, minutes=n % 60) for n in range(120)]
+    ingest_at(pg_db, setup, "history", history)
     checked(pg_db, setup.customer.id, setup.feature.key, expect_fast=True)
-    params = {"customer": setup.customer.id, "feature": setup.feature.key, "now": clock.now()}
-    with pg_db.engine.connect() as connection:
-        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        cursor.execute("SET LOCAL enable_seqscan = off")  # the index plans, as at scale
-        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + fast_pg.STATE_SQL, params)
-        plan = cursor.fetchone()[0][0]["Plan"]
-        connection.rollback()
+    plan = explained_state(pg_db, setup, clock.now())
     assert rows_read(plan, "subscriptions") <= 1
     assert rows_read(plan, "metering_events") == 0  # the period starts on the hour: no edges
 
@@ -181,31 +194,14 @@ def test_the_checks_usage_sum_reads_the_rollups_index_alone(
     with pg_db.transaction() as tx:
         setup = metered_setup(tx, limit=None)
     clock.advance(hours=30)
-    with pg_db.transaction(actor="test") as tx:
-        events = [
-            {
-                "specversion": "1.0",
-                "id": f"hour-{n}",
-                "source": "test",
-                "type": setup.meter.event_type,
-                "subject": setup.customer.external_id,
-                "time": isoformat_z(clock.now() - timedelta(hours=n, minutes=30)),
-                "data": {"value": 1},
-            }
-            for n in range(1, 25)
-        ]
-        assert metering.ingest_events(tx, events).accepted == 24
+    ingest_at(
+        pg_db, setup, "hour", [clock.now() - timedelta(hours=n, minutes=30) for n in range(1, 25)]
+    )
     with pg_db.engine.connect() as connection:
         connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
             "VACUUM ANALYZE metering_rollups"
         )
-    params = {"customer": setup.customer.id, "feature": setup.feature.key, "now": clock.now()}
-    with pg_db.engine.connect() as connection:
-        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        cursor.execute("SET LOCAL enable_seqscan = off")  # the index plans, as at scale
-        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + fast_pg.STATE_SQL, params)
-        plan = cursor.fetchone()[0][0]["Plan"]
-        connection.rollback()
+    plan = explained_state(pg_db, setup, clock.now())
     assert scans_of(plan, "metering_rollups") == [
         ("Index Only Scan", "ix_metering_rollups_quantity")
     ]
