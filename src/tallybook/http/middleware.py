@@ -13,6 +13,7 @@ OpenAPI document shows it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,7 +23,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tallybook.kit.errors import CommonCode, ErrorType
-from tallybook.kit.ids import new_id
+from tallybook.kit.ids import new_request_id
 from tallybook.observability.logging import REQUEST_ID
 from tallybook.observability.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS
 
@@ -95,7 +96,8 @@ class EdgeMiddleware:
         self.body_limits = sorted(body_limits, key=lambda item: -len(item[0]))
         self.default_body_bytes_max = default_body_bytes_max
 
-    def _limit_for(self, path: str) -> int:
+    def limit_for(self, path: str) -> int:
+        """The body size limit of requests to ``path``, in bytes."""
         for prefix, limit in self.body_limits:
             if path.startswith(prefix):
                 return limit
@@ -109,12 +111,12 @@ class EdgeMiddleware:
         if lane is not None and scope["method"] == "POST":
             await self._serve_lane(lane, scope, receive, send)
             return
-        request_id = new_id("req")
+        request_id = new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         token = REQUEST_ID.set(request_id)
         started = time.perf_counter()
         status_holder = [500]
-        limit = self._limit_for(scope["path"])
+        limit = self.limit_for(scope["path"])
 
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
@@ -162,51 +164,32 @@ class EdgeMiddleware:
             REQUEST_ID.reset(token)
 
     async def _serve_lane(self, lane: Lane, scope: Scope, receive: Receive, send: Send) -> None:
-        request_id = new_id("req")
-        token = REQUEST_ID.set(request_id)
-        started = time.perf_counter()
         path: str = scope["path"]
-        limit = self._limit_for(path)
-        status = 500
+        limit = self.limit_for(path)
+        body: bytes | None = None
         try:
-            try:
-                for name, value in scope.get("headers", ()):
-                    if name == b"content-length" and value.isdigit() and int(value) > limit:
-                        raise BodyTooLarge()
-                status, payload = await lane(scope, await _read_body(receive, limit), request_id)
-            except BodyTooLarge:
-                status = 413
-                payload = _error_body(
-                    request_id, CommonCode.BODY_TOO_LARGE, f"request body exceeds {limit} bytes"
-                )
-            except ConnectionError:
-                status = 499  # the client went away before its body arrived: nothing to send
-                return
-            except Exception:
-                log.exception("unhandled error")
-                status = 500
-                payload = _error_body(
-                    request_id,
-                    CommonCode.INTERNAL_ERROR,
-                    "an internal error occurred; it has been logged with this request id",
-                    ErrorType.API,
-                )
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": status,
-                    "headers": [
-                        _JSON_HEADER,
-                        (b"content-length", str(len(payload)).encode()),
-                        (REQUEST_ID_HEADER, request_id.encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": payload})
-        finally:
-            HTTP_REQUESTS.labels("POST", path, str(status)).inc()
-            HTTP_REQUEST_SECONDS.labels("POST", path).observe(time.perf_counter() - started)
-            REQUEST_ID.reset(token)
+            if declared_too_large(scope, limit):
+                raise BodyTooLarge()
+            body = await _read_body(receive, limit)
+        except BodyTooLarge:
+            body = None
+        except ConnectionError:
+            # The client went away before its body arrived: nothing to send.
+            count_lane(path, 499, time.perf_counter())
+            return
+        status, payload, request_id = await answer_lane(lane, scope, body, limit)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    _JSON_HEADER,
+                    (b"content-length", str(len(payload)).encode()),
+                    (REQUEST_ID_HEADER, request_id.encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
 
     async def _reject_too_large(self, send: Send, request_id: str, limit: int) -> None:
         body = _error_body(
@@ -232,6 +215,65 @@ class EdgeMiddleware:
         method = scope.get("method", "")
         HTTP_REQUESTS.labels(method, route_path, str(status)).inc()
         HTTP_REQUEST_SECONDS.labels(method, route_path).observe(time.perf_counter() - started)
+
+
+def declared_too_large(scope: Scope, limit: int) -> bool:
+    """Whether the request's ``Content-Length`` already says its body exceeds ``limit``."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            return bool(value.isdigit()) and int(value) > limit
+    return False
+
+
+async def answer_lane(
+    lane: Lane, scope: Scope, body: bytes | None, limit: int
+) -> tuple[int, bytes, str]:
+    """A lane's answer to one request, as (status, JSON payload, request id): the lane's own,
+    413 in the one error shape when ``body`` is ``None`` (it exceeded ``limit`` bytes), a
+    logged 500 when the lane fails unexpectedly. Counted in the request metrics. Both ways a
+    lane is served use it: the ASGI layer (:class:`EdgeMiddleware`) and ``tallybook serve``'s
+    HTTP protocol (``http.server``), which answers lanes without building ASGI messages."""
+    request_id = new_request_id()
+    token = REQUEST_ID.set(request_id)
+    started = time.perf_counter()
+    status = 500
+    try:
+        if body is None:
+            status = 413
+            payload = _error_body(
+                request_id, CommonCode.BODY_TOO_LARGE, f"request body exceeds {limit} bytes"
+            )
+        else:
+            try:
+                status, payload = await lane(scope, body, request_id)
+            except Exception:
+                log.exception("unhandled error")
+                status = 500
+                payload = _error_body(
+                    request_id,
+                    CommonCode.INTERNAL_ERROR,
+                    "an internal error occurred; it has been logged with this request id",
+                    ErrorType.API,
+                )
+        return status, payload, request_id
+    finally:
+        count_lane(scope["path"], status, started)
+        REQUEST_ID.reset(token)
+
+
+def count_lane(path: str, status: int, started: float) -> None:
+    """One lane request in the request metrics (label children cached: this is per request)."""
+    counted, timed = _lane_metrics(path, status)
+    counted.inc()
+    timed.observe(time.perf_counter() - started)
+
+
+@functools.cache
+def _lane_metrics(path: str, status: int) -> tuple[Any, Any]:
+    return (
+        HTTP_REQUESTS.labels("POST", path, str(status)),
+        HTTP_REQUEST_SECONDS.labels("POST", path),
+    )
 
 
 def wrap(app: ASGIApp, **kwargs: Any) -> Callable[..., Any]:
