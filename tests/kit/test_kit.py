@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from tallybook.kit import quantity
 from tallybook.kit.clock import TestClock, utc
 from tallybook.kit.errors import InvalidRequest, NotFound
-from tallybook.kit.ids import ID_PATTERN, id_time_ms, new_id
+from tallybook.kit.ids import ID_PATTERN, id_time_ms, new_id, new_request_id
 from tallybook.kit.invariant import InvariantViolation, invariant
 from tallybook.kit.pagination import PageRequest
 from tallybook.kit.quantity import (
@@ -40,6 +41,20 @@ class TestIds:
     def test_bad_prefix(self) -> None:
         with pytest.raises(ValueError):
             new_id("Bad")
+
+    def test_the_encoding_is_the_ulid_layout(self) -> None:
+        # 48 bits of milliseconds, then 80 random bits, in Crockford base32 (26 characters).
+        assert new_id("evt", at_ms=0).startswith("evt_0000000000")
+        assert new_id("evt", at_ms=(1 << 48) - 1).startswith("evt_7ZZZZZZZZZ")
+        assert id_time_ms(new_id("evt", at_ms=1_234_567_890_123)) == 1_234_567_890_123
+
+    def test_request_ids_are_ids_with_the_time_of_their_request(self) -> None:
+        before = time.time_ns() // 1_000_000
+        ids = [new_request_id() for _ in range(2000)]
+        after = time.time_ns() // 1_000_000
+        assert all(ID_PATTERN.match(value) and value.startswith("req_") for value in ids)
+        assert len(set(ids)) == len(ids)
+        assert before <= id_time_ms(ids[0]) <= id_time_ms(ids[-1]) <= after
 
 
 class TestClockBehaviour:
