@@ -29,8 +29,15 @@ What it does:
    counts from when it was due, so a server falling behind shows in it: the latency at that
    rate);
 4. prints checks per second and p50/p99/p99.9 latency beside the baseline's, the ratio, the
-   freshness figures and which path answered (``tallybook_entitlements_checks_total``), and
-   drops the database (unless ``--keep``).
+   CPU each round used per request answered (the server's processes and PostgreSQL's, read
+   from ``/proc``; ingestion included, so the check's own cost is its difference from the
+   baseline's), the freshness figures and which path answered
+   (``tallybook_entitlements_checks_total``), and drops the database (unless ``--keep``).
+
+CPU per request is the figure to compare across runs: this machine's speed drifts by tens of
+percent within an hour (a fixed Python loop took 0.44 to 0.71 s in five runs in a row), and
+latency drifts with it; CPU per request and the ratios to the same run's baseline drift much
+less. ``--saturated-rounds 0`` runs only the paced rounds (after a short warm-up).
 """
 
 from __future__ import annotations
@@ -315,10 +322,46 @@ def client(args: argparse.Namespace) -> None:
     print(json.dumps({"rounds": rounds, "errors": errors[:5], "error_count": len(errors)}))
 
 
+# CPU per request -----------------------------------------------------------------------------------
+
+_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(server_pid: int) -> dict[str, float]:
+    """CPU time used so far (user + system) by the server's processes and by PostgreSQL's
+    (every ``postgres`` process on the machine: the benchmark is alone on it)."""
+    totals = {"server": 0.0, "postgres": 0.0}
+    children: dict[int, list[int]] = {}
+    stats: dict[int, tuple[str, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text[text.rindex(")") + 2 :].split()
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        stats[pid] = (name, (int(fields[11]) + int(fields[12])) / _TICKS_PER_SECOND)
+    for name, seconds in stats.values():
+        if name == "postgres":
+            totals["postgres"] += seconds
+    pending = [server_pid]
+    while pending:
+        pid = pending.pop()
+        totals["server"] += stats.get(pid, ("", 0.0))[1]
+        pending += children.get(pid, [])
+    return totals
+
+
 # The C client (--load-generator c, the default) ------------------------------------------------
 
 
-def loadgen_rounds(args: argparse.Namespace, key: str, ids: list[str]) -> list[dict[str, Any]]:
+def loadgen_rounds(
+    args: argparse.Namespace, key: str, ids: list[str], server_pid: int
+) -> list[dict[str, Any]]:
     """Rounds driven by ``bench/loadgen.c`` (compiled, one C thread: a small share of one
     core): saturated rounds (the most the server answers per second) and open-loop rounds
     paced at each ``--paced-rate`` (latency from when each request was due), baseline and
@@ -329,11 +372,23 @@ def loadgen_rounds(args: argparse.Namespace, key: str, ids: list[str]) -> list[d
 
     bodies = check_bodies(ids, args.seed)
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    plan = [("baseline", 0), ("check", 0)] * 2
+    plan = [("baseline", 0), ("check", 0)] * args.saturated_rounds
     for rate in args.paced_rates or [args.paced_rate]:
         plan += [("baseline", rate), ("check", rate)]
     rounds = []
+    if not args.saturated_rounds:
+        # Warm the server (connections, prepared statements, caches) as saturated rounds would.
+        loadgen.run(
+            port=args.port,
+            path="/v1/entitlements/check",
+            headers=headers,
+            bodies=bodies,
+            connections=args.clients * args.threads,
+            rate=500,
+            seconds=3,
+        )
     for kind, rate in plan:
+        before = cpu_seconds(server_pid)
         figures = loadgen.run(
             port=args.port,
             path="/bench/baseline" if kind == "baseline" else "/v1/entitlements/check",
@@ -343,10 +398,15 @@ def loadgen_rounds(args: argparse.Namespace, key: str, ids: list[str]) -> list[d
             rate=rate,
             seconds=args.seconds,
         )
-        rounds.append({"kind": kind, **figures})
+        after = cpu_seconds(server_pid)
+        # CPU over the whole run (its warm-up second too) per request answered in it.
+        answered = max(1.0, figures["rate"] * (args.seconds + 1.0))
+        cpu = {f"{side}_cpu_us": (after[side] - before[side]) / answered * 1e6 for side in after}
+        rounds.append({"kind": kind, **figures, **cpu})
         print(
             f"  {kind} {'saturated' if not rate else f'@{rate:,}/s'}: {figures['rate']:,.0f}/s, "
-            f"p99 {(figures['p99_us'] or 0) / 1000:.2f} ms",
+            f"p99 {(figures['p99_us'] or 0) / 1000:.2f} ms, CPU per request: server "
+            f"{cpu['server_cpu_us']:.0f} µs, PostgreSQL {cpu['postgres_cpu_us']:.0f} µs",
             file=sys.stderr,
         )
     return rounds
@@ -362,7 +422,7 @@ def report_loadgen(
     )
     print(
         f"  {'round':<22} {'per second':>10} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} "
-        f"{'max ms':>8} {'late':>6} {'errors':>6}"
+        f"{'max ms':>8} {'late':>6} {'errors':>6} {'server µs':>10} {'PG µs':>7}"
     )
 
     def ms(value: float | None) -> float:
@@ -375,8 +435,12 @@ def report_loadgen(
         print(
             f"  {label:<22} {r['rate']:>10,.0f} {ms(r['p50_us']):>8.2f} {ms(r['p99_us']):>8.2f} "
             f"{ms(r['p999_us']):>9.2f} {ms(r['max_us']):>8.2f} {r['late_sends']:>6} "
-            f"{r['errors']:>6}"
+            f"{r['errors']:>6} {r['server_cpu_us']:>10.0f} {r['postgres_cpu_us']:>7.0f}"
         )
+    print(
+        "  (server µs, PG µs: CPU per request answered, of the server's processes and of "
+        "PostgreSQL, ingestion included)"
+    )
     pairs = [(a, b) for a, b in zip(rounds, rounds[1:], strict=False) if a["kind"] == "baseline"]
     for baseline, check in pairs:
         if check["kind"] != "check" or check["target_rate"] != baseline["target_rate"]:
@@ -385,7 +449,9 @@ def report_loadgen(
         print(
             f"  {label}: checks/s {check['rate'] / baseline['rate']:.2f}× the baseline's; "
             f"p50 {check['p50_us'] / baseline['p50_us']:.2f}×, "
-            f"p99 {check['p99_us'] / baseline['p99_us']:.2f}×"
+            f"p99 {check['p99_us'] / baseline['p99_us']:.2f}×; CPU per request "
+            f"{check['server_cpu_us'] + check['postgres_cpu_us']:.0f} µs, "
+            f"{(check['server_cpu_us'] + check['postgres_cpu_us']) / (baseline['server_cpu_us'] + baseline['postgres_cpu_us']):.2f}×"
         )
     report_live(live)
     errors = sum(r["errors"] + r["socket_errors"] for r in rounds)
@@ -567,6 +633,12 @@ def main() -> None:
         default="baseline,check,baseline,check,baseline_paced,check_paced",
         help=argparse.SUPPRESS,
     )
+    parser.add_argument(
+        "--saturated-rounds",
+        type=int,
+        default=2,
+        help="saturated baseline/check pairs before the paced rounds (0: a short warm-up instead)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--keep", action="store_true", help="keep the database (and its set-up facts in /tmp)"
@@ -605,6 +677,10 @@ def main() -> None:
                 facts_file.write_text(json.dumps([key, ids, externals]))
                 print(f"  kept: --reuse {name}", file=sys.stderr)
         ids_file.write_text(json.dumps(ids))
+        # A maintained database (autovacuum is off on this machine's PostgreSQL): what earlier
+        # runs of --reuse left behind is vacuumed before the rounds.
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute("VACUUM ANALYZE")
         server = start_server(url, args.port, args.workers)
         stop = threading.Event()
         live: dict[str, Any] = {}
@@ -614,7 +690,7 @@ def main() -> None:
         )
         feeder.start()
         if args.load_generator == "c":
-            generated = loadgen_rounds(args, key, ids)
+            generated = loadgen_rounds(args, key, ids, server.pid)
             stop.set()
             feeder.join()
             answered_by = paths(args.port)
