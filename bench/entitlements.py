@@ -327,10 +327,11 @@ def client(args: argparse.Namespace) -> None:
 _TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def cpu_seconds(server_pid: int) -> dict[str, float]:
-    """CPU time used so far (user + system) by the server's processes and by PostgreSQL's
-    (every ``postgres`` process on the machine: the benchmark is alone on it)."""
-    totals = {"server": 0.0, "postgres": 0.0}
+def cpu_seconds(server_pid: int) -> dict[str, dict[int, float]]:
+    """CPU time used so far (user + system) by each of the server's processes and each of
+    PostgreSQL's (every ``postgres`` process on the machine: the benchmark is alone on it),
+    by process id (:func:`cpu_used` compares two readings)."""
+    readings: dict[str, dict[int, float]] = {"server": {}, "postgres": {}}
     children: dict[int, list[int]] = {}
     stats: dict[int, tuple[str, float]] = {}
     for entry in Path("/proc").iterdir():
@@ -345,15 +346,28 @@ def cpu_seconds(server_pid: int) -> dict[str, float]:
         pid = int(entry.name)
         children.setdefault(int(fields[1]), []).append(pid)
         stats[pid] = (name, (int(fields[11]) + int(fields[12])) / _TICKS_PER_SECOND)
-    for name, seconds in stats.values():
+    for pid, (name, seconds) in stats.items():
         if name == "postgres":
-            totals["postgres"] += seconds
+            readings["postgres"][pid] = seconds
     pending = [server_pid]
     while pending:
         pid = pending.pop()
-        totals["server"] += stats.get(pid, ("", 0.0))[1]
+        if pid in stats:
+            readings["server"][pid] = stats[pid][1]
         pending += children.get(pid, [])
-    return totals
+    return readings
+
+
+def cpu_used(
+    before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]
+) -> dict[str, float]:
+    """CPU seconds used between two :func:`cpu_seconds` readings, per side. A process that
+    ended in between is not counted (its time is gone from /proc); one that started is,
+    whole."""
+    return {
+        side: sum(seconds - before[side].get(pid, 0.0) for pid, seconds in after[side].items())
+        for side in after
+    }
 
 
 # The C client (--load-generator c, the default) ------------------------------------------------
