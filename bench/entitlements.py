@@ -412,10 +412,10 @@ def loadgen_rounds(
             rate=rate,
             seconds=args.seconds,
         )
-        after = cpu_seconds(server_pid)
+        used = cpu_used(before, cpu_seconds(server_pid))
         # CPU over the whole run (its warm-up second too) per request answered in it.
         answered = max(1.0, figures["rate"] * (args.seconds + 1.0))
-        cpu = {f"{side}_cpu_us": (after[side] - before[side]) / answered * 1e6 for side in after}
+        cpu = {f"{side}_cpu_us": seconds / answered * 1e6 for side, seconds in used.items()}
         rounds.append({"kind": kind, **figures, **cpu})
         print(
             f"  {kind} {'saturated' if not rate else f'@{rate:,}/s'}: {figures['rate']:,.0f}/s, "
