@@ -327,7 +327,7 @@ def client(args: argparse.Namespace) -> None:
 _TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def cpu_seconds(server_pid: int) -> dict[str, dict[int, float]]:
+def cpu_seconds(server_pids: list[int]) -> dict[str, dict[int, float]]:
     """CPU time used so far (user + system) by each of the server's processes and each of
     PostgreSQL's (every ``postgres`` process on the machine: the benchmark is alone on it),
     by process id (:func:`cpu_used` compares two readings)."""
@@ -349,7 +349,7 @@ def cpu_seconds(server_pid: int) -> dict[str, dict[int, float]]:
     for pid, (name, seconds) in stats.items():
         if name == "postgres":
             readings["postgres"][pid] = seconds
-    pending = [server_pid]
+    pending = list(server_pids)
     while pending:
         pid = pending.pop()
         if pid in stats:
@@ -374,7 +374,7 @@ def cpu_used(
 
 
 def loadgen_rounds(
-    args: argparse.Namespace, key: str, ids: list[str], server_pid: int
+    args: argparse.Namespace, key: str, ids: list[str], server_pids: list[int]
 ) -> list[dict[str, Any]]:
     """Rounds driven by ``bench/loadgen.c`` (compiled, one C thread: a small share of one
     core): saturated rounds (the most the server answers per second) and open-loop rounds
@@ -402,7 +402,7 @@ def loadgen_rounds(
             seconds=3,
         )
     for kind, rate in plan:
-        before = cpu_seconds(server_pid)
+        before = cpu_seconds(server_pids)
         figures = loadgen.run(
             port=args.port,
             path="/bench/baseline" if kind == "baseline" else "/v1/entitlements/check",
@@ -412,7 +412,7 @@ def loadgen_rounds(
             rate=rate,
             seconds=args.seconds,
         )
-        used = cpu_used(before, cpu_seconds(server_pid))
+        used = cpu_used(before, cpu_seconds(server_pids))
         # CPU over the whole run (its warm-up second too) per request answered in it.
         answered = max(1.0, figures["rate"] * (args.seconds + 1.0))
         cpu = {f"{side}_cpu_us": seconds / answered * 1e6 for side, seconds in used.items()}
@@ -488,6 +488,7 @@ def guarded(work: Any, results: dict[str, Any]) -> Any:
 
 def ingest_and_probe(
     port: int,
+    ingest_port: int,
     key: str,
     externals: list[str],
     ids: list[str],
@@ -497,8 +498,9 @@ def ingest_and_probe(
 ) -> None:
     """Steady ingestion (batches of 100) and freshness probes, until ``stop``."""
     rng = random.Random(9)
-    ingest = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    ingest = http.client.HTTPConnection("127.0.0.1", ingest_port, timeout=30)
     probe = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    probe_ingest = http.client.HTTPConnection("127.0.0.1", ingest_port, timeout=30)
     auth = {"Authorization": f"Bearer {key}"}
     batch = 100
     interval = batch / rate
@@ -547,7 +549,7 @@ def ingest_and_probe(
             "data": {"tokens": amount},
         }
         _post(
-            probe,
+            probe_ingest,
             "/v1/events",
             json.dumps(event).encode(),
             {**auth, "Content-Type": "application/cloudevents+json"},
@@ -629,6 +631,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8, help="connections per client process")
     parser.add_argument("--seconds", type=float, default=10.0, help="per round")
     parser.add_argument("--ingest-rate", type=int, default=1000, help="events/s during the rounds")
+    parser.add_argument(
+        "--ingest-workers",
+        type=int,
+        default=0,
+        help="serve the ingestion from a second server with this many processes (0: the same)",
+    )
     parser.add_argument("--port", type=int, default=19_000 + random.randrange(1000))
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--key", help=argparse.SUPPRESS)
@@ -675,7 +683,7 @@ def main() -> None:
         with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'CREATE DATABASE "{name}"')
     url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    server = None
+    server = ingest_server = None
     ids_file = Path(f"/tmp/{name}.ids.json")
     keep = args.keep or bool(args.reuse)
     try:
@@ -696,15 +704,20 @@ def main() -> None:
         with psycopg.connect(url, autocommit=True) as connection:
             connection.execute("VACUUM ANALYZE")
         server = start_server(url, args.port, args.workers)
+        ingest_port = args.port
+        if args.ingest_workers:
+            ingest_port = args.port + 1
+            ingest_server = start_server(url, ingest_port, args.ingest_workers)
         stop = threading.Event()
         live: dict[str, Any] = {}
         feeder = threading.Thread(
             target=guarded(ingest_and_probe, live),
-            args=(args.port, key, externals, ids, stop, args.ingest_rate, live),
+            args=(args.port, ingest_port, key, externals, ids, stop, args.ingest_rate, live),
         )
         feeder.start()
         if args.load_generator == "c":
-            generated = loadgen_rounds(args, key, ids, server.pid)
+            servers = [server.pid] + ([ingest_server.pid] if ingest_server is not None else [])
+            generated = loadgen_rounds(args, key, ids, servers)
             stop.set()
             feeder.join()
             answered_by = paths(args.port)
@@ -747,12 +760,14 @@ def main() -> None:
             feeder.join()
             answered_by = paths(args.port)
     finally:
-        if server is not None:
-            server.terminate()
+        for process in (server, ingest_server):
+            if process is None:
+                continue
+            process.terminate()
             try:
-                server.wait(timeout=30)
+                process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                server.kill()
+                process.kill()
         ids_file.unlink(missing_ok=True)
         if not keep:
             with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
