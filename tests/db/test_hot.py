@@ -627,3 +627,31 @@ def test_a_failing_batch_fails_each_of_its_lookups(pg_db: Database, run: Run[Any
     outcomes = run(scenario())
     assert outcomes[0] == (1,) or isinstance(outcomes[0], psycopg.errors.DivisionByZero)
     assert isinstance(outcomes[1], psycopg.errors.DivisionByZero)
+
+
+SINGLE_SQL = "SELECT %(a)s::int * 10, %(b)s::text || '!' WHERE %(a)s::int >= 0"
+BATCH_OF_SINGLE_SQL = (
+    "SELECT q.n, q.a * 10, q.b || '?' FROM unnest(%(a)s::int[], %(b)s::text[]) WITH ORDINALITY"
+    " AS q(a, b, n) WHERE q.a >= 0"
+)
+
+
+def test_a_batch_of_one_runs_the_single_statement(pg_db: Database, run: Run[Any]) -> None:
+    async def scenario() -> tuple[list[object], list[object], int]:
+        hot = HotReads(pg_db.url)
+        await hot.open()
+        try:
+            batcher = hot.batched(BATCH_OF_SINGLE_SQL, single_sql=SINGLE_SQL)
+            alone = [await batcher.fetchone({"a": a, "b": "x"}) for a in (3, -1)]
+            together = await asyncio.gather(
+                *(batcher.fetchone({"a": a, "b": "y"}) for a in (1, 2, -1, 4))
+            )
+            return alone, list(together), batcher.lookups
+        finally:
+            await hot.close()
+
+    alone, together, lookups = run(scenario())
+    assert alone == [(30, "x!"), None]  # one at a time: the single statement ('!')
+    # Lookups made in one turn of the loop leave together, over arrays ('?').
+    assert together == [(10, "y?"), (20, "y?"), None, (40, "y?")]
+    assert lookups == 6

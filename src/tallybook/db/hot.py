@@ -648,12 +648,21 @@ class HotReads:
         rows = await self._execute(sql, params, every_row=False)
         return rows[0] if rows else None
 
-    def batched(self, sql: str, *, observe: Callable[[int], object] | None = None) -> Batcher:
-        """The batcher of ``sql``: a statement over arrays (see :class:`Batcher`);
-        ``observe`` is told the size of each batch run."""
+    def batched(
+        self,
+        sql: str,
+        *,
+        single_sql: str | None = None,
+        observe: Callable[[int], object] | None = None,
+    ) -> Batcher:
+        """The batcher of ``sql``: a statement over arrays (see :class:`Batcher`), and
+        ``single_sql`` the same for one lookup; ``observe`` is told the size of each batch
+        run."""
         batcher = self._batchers.get(sql)
         if batcher is None:
-            batcher = self._batchers[sql] = Batcher(self, sql, observe=observe)
+            batcher = self._batchers[sql] = Batcher(
+                self, sql, single_sql=single_sql, observe=observe
+            )
         return batcher
 
     async def fetchall(self, sql: str, params: dict[str, Any]) -> list[Row]:
@@ -748,13 +757,24 @@ class Batcher:
     ``{"customer": "cus_1"}`` becomes ``{"customer": ["cus_1", …]}`` for the batch), and
     returns at most one row per lookup, its first column the lookup's 1-based position in the
     arrays (``WITH ORDINALITY``); :meth:`fetchone` returns the rest of that row, or ``None``.
+
+    ``single_sql``, when given, is the same lookup for one set of scalar parameters, returning
+    the row without the position: a batch of one runs it instead (at low load most batches
+    are of one, and the statement over arrays costs more for one lookup: its ``unnest`` and
+    ``LATERAL`` join on the server, its arrays on both sides).
     """
 
     def __init__(
-        self, hot: HotReads, sql: str, *, observe: Callable[[int], object] | None = None
+        self,
+        hot: HotReads,
+        sql: str,
+        *,
+        single_sql: str | None = None,
+        observe: Callable[[int], object] | None = None,
     ) -> None:
         self._hot = hot
         self._sql = sql
+        self._single_sql = single_sql
         self._observe = observe
         self._pending: deque[tuple[dict[str, Any], asyncio.Future[Row | None]]] = deque()
         self._in_flight = 0
@@ -785,10 +805,14 @@ class Batcher:
             self._in_flight -= 1
 
     async def _run(self, batch: list[tuple[dict[str, Any], asyncio.Future[Row | None]]]) -> None:
-        names = batch[0][0].keys()
-        arrays = {name: [params[name] for params, _ in batch] for name in names}
         try:
-            rows = await self._hot.fetchall(self._sql, arrays)
+            if len(batch) == 1 and self._single_sql is not None:
+                single = await self._hot.fetchone(self._single_sql, batch[0][0])
+                rows = [(1, *single)] if single is not None else []
+            else:
+                names = batch[0][0].keys()
+                arrays = {name: [params[name] for params, _ in batch] for name in names}
+                rows = await self._hot.fetchall(self._sql, arrays)
         except BaseException as error:
             for _, answer in batch:
                 if answer.done():

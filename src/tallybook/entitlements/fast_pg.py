@@ -435,7 +435,7 @@ async def check_async(
     The state statement goes through the pool's batcher: concurrent checks share one."""
     plan = steps(now, customer, feature, quantity, policies)
     statement = next(plan)
-    states = hot.batched(STATE_BATCH_SQL, observe=_BATCH_SIZES.observe)
+    states = hot.batched(STATE_BATCH_SQL, single_sql=STATE_SQL, observe=_BATCH_SIZES.observe)
     while True:
         sql, params = statement
         row = await (states.fetchone(params) if sql is STATE_SQL else hot.fetchone(sql, params))
