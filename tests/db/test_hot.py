@@ -5,8 +5,8 @@ Every scenario runs on asyncio's own event loop and on uvloop (what ``tallybook 
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Callable, Coroutine
+import contextlib
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from enum import IntEnum, StrEnum
@@ -32,21 +32,18 @@ Run = Callable[[Coroutine[Any, Any, T]], T]
 def run_on_uvloop(coroutine: Coroutine[Any, Any, T]) -> T:
     """Like ``run_async``, on a uvloop event loop."""
     uvloop = pytest.importorskip("uvloop")
-    outcome: dict[str, Any] = {}
+    return run_async(coroutine, runner=uvloop.run)
 
-    def run() -> None:
-        try:
-            outcome["value"] = uvloop.run(coroutine)
-        except BaseException as error:  # handed to the caller's thread
-            outcome["error"] = error
 
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    value: T = outcome["value"]
-    return value
+@contextlib.asynccontextmanager
+async def opened(url: str, **options: Any) -> AsyncIterator[HotReads]:
+    """A pool open for the block, closed after it."""
+    hot = HotReads(url, **options)
+    await hot.open()
+    try:
+        yield hot
+    finally:
+        await hot.close()
 
 
 @pytest.fixture(params=["asyncio", "uvloop"])
@@ -78,13 +75,9 @@ def test_placeholders_become_numbered_parameters_once_per_name() -> None:
 
 def test_a_read_returns_the_first_row_or_none(pg_db: Database, run: Run[Any]) -> None:
     async def scenario() -> tuple[object, object]:
-        hot = HotReads(pg_db.url)
-        await hot.open()
-        try:
+        async with opened(pg_db.url) as hot:
             one = await hot.fetchone("SELECT %(a)s::int + 1, 'x'", {"a": 41})
             none = await hot.fetchone("SELECT 1 WHERE false", {})
-        finally:
-            await hot.close()
         return one, none
 
     assert run(scenario()) == ((42, "x"), None)
@@ -92,15 +85,11 @@ def test_a_read_returns_the_first_row_or_none(pg_db: Database, run: Run[Any]) ->
 
 def test_reads_beyond_the_pool_size_wait_for_a_connection(pg_db: Database, run: Run[Any]) -> None:
     async def scenario() -> list[object]:
-        hot = HotReads(pg_db.url, size_max=2)
-        await hot.open()
-        try:
+        async with opened(pg_db.url, size_max=2) as hot:
             rows = await asyncio.gather(
                 *(hot.fetchone("SELECT pg_sleep(0.05), %(n)s::int", {"n": n}) for n in range(6))
             )
             assert hot._size <= 2
-        finally:
-            await hot.close()
         return [row[1] for row in rows if row is not None]
 
     assert run(scenario()) == list(range(6))
@@ -108,9 +97,7 @@ def test_reads_beyond_the_pool_size_wait_for_a_connection(pg_db: Database, run: 
 
 def test_a_connection_that_died_is_replaced(pg_db: Database, run: Run[Any]) -> None:
     async def scenario() -> object:
-        hot = HotReads(pg_db.url, size_max=1)
-        await hot.open()
-        try:
+        async with opened(pg_db.url, size_max=1) as hot:
             row = await hot.fetchone("SELECT pg_backend_pid()", {})
             assert row is not None
             with psycopg.connect(conninfo_of(pg_db.url), autocommit=True) as admin:
@@ -120,8 +107,6 @@ def test_a_connection_that_died_is_replaced(pg_db: Database, run: Run[Any]) -> N
             again = await hot.fetchone("SELECT pg_backend_pid()", {})
             assert again is not None and again[0] != row[0]
             return again
-        finally:
-            await hot.close()
 
     run(scenario())
 
@@ -131,9 +116,7 @@ def test_a_connection_that_died_while_idle_is_replaced(pg_db: Database, run: Run
     the next read on it fails, and the one after runs on a new connection."""
 
     async def scenario() -> None:
-        hot = HotReads(pg_db.url, size_max=1)
-        await hot.open()
-        try:
+        async with opened(pg_db.url, size_max=1) as hot:
             row = await hot.fetchone("SELECT pg_backend_pid()", {})
             assert row is not None
             with psycopg.connect(conninfo_of(pg_db.url), autocommit=True) as admin:
@@ -147,8 +130,6 @@ def test_a_connection_that_died_while_idle_is_replaced(pg_db: Database, run: Run
                 await hot.fetchone("SELECT 1", {})
             again = await hot.fetchone("SELECT pg_backend_pid()", {})
             assert again is not None and again[0] != row[0]
-        finally:
-            await hot.close()
 
     run(scenario())
 
@@ -221,12 +202,8 @@ def test_parameters_round_trip_with_the_types_a_cursor_gives(
     pg_db: Database, run: Run[Any]
 ) -> None:
     async def scenario() -> tuple[object, object]:
-        hot = HotReads(pg_db.url)
-        await hot.open()
-        try:
+        async with opened(pg_db.url) as hot:
             row = await hot.fetchone(ROUND_TRIP_SQL, ROUND_TRIP_PARAMS)
-        finally:
-            await hot.close()
         return row, await cursor_row(pg_db.url, ROUND_TRIP_SQL, ROUND_TRIP_PARAMS)
 
     row, expected = run(scenario())
@@ -279,12 +256,8 @@ def test_parameters_without_casts_are_declared_as_psycopg_declares_them(
     }
 
     async def scenario() -> tuple[object, object]:
-        hot = HotReads(pg_db.url)
-        await hot.open()
-        try:
+        async with opened(pg_db.url) as hot:
             row = await hot.fetchone(sql, params)
-        finally:
-            await hot.close()
         return row, await cursor_row(pg_db.url, sql, params)
 
     row, expected = run(scenario())
@@ -316,12 +289,8 @@ def test_rows_hold_the_types_a_cursor_gives(pg_db: Database, run: Run[Any]) -> N
     )
 
     async def scenario() -> tuple[object, object]:
-        hot = HotReads(pg_db.url)
-        await hot.open()
-        try:
+        async with opened(pg_db.url) as hot:
             rows = await hot.fetchall(sql, {})
-        finally:
-            await hot.close()
         return rows[0], await cursor_row(pg_db.url, sql, {})
 
     row, expected = run(scenario())
@@ -342,9 +311,7 @@ class Size(IntEnum):
 
 def test_enums_of_str_and_int_are_sent_as_their_values(pg_db: Database, run: Run[Any]) -> None:
     async def scenario() -> object:
-        hot = HotReads(pg_db.url)
-        await hot.open()
-        try:
+        async with opened(pg_db.url) as hot:
             return await hot.fetchone(
                 "SELECT %(colour)s, %(colours)s::text[], %(size)s, %(sizes)s,"
                 " pg_typeof(%(sizes)s)::text",
@@ -355,17 +322,13 @@ def test_enums_of_str_and_int_are_sent_as_their_values(pg_db: Database, run: Run
                     "sizes": [Size.SMALL, Size.LARGE],
                 },
             )
-        finally:
-            await hot.close()
 
     assert run(scenario()) == ("red", ["red", None], 40_000, [1, 40_000], "integer[]")
 
 
 def test_values_of_no_supported_type_are_refused_by_name(pg_db: Database, run: Run[Any]) -> None:
     async def scenario() -> None:
-        hot = HotReads(pg_db.url, size_max=1)
-        await hot.open()
-        try:
+        async with opened(pg_db.url, size_max=1) as hot:
             with pytest.raises(TypeError, match="'price'.*float"):
                 await hot.fetchone("SELECT %(price)s", {"price": 1.5})
             with pytest.raises(TypeError, match="'ids'.*mixed types"):
@@ -380,22 +343,16 @@ def test_values_of_no_supported_type_are_refused_by_name(pg_db: Database, run: R
                 await hot.fetchone("SELECT %(a)s, %(b)s", {"a": 1})
             assert await hot.fetchone("SELECT %(a)s::int", {"a": 1, "unused": object()}) == (1,)
             assert hot._size == 1
-        finally:
-            await hot.close()
 
     run(scenario())
 
 
 def test_percent_signs_are_doubled_and_names_repeat(pg_db: Database, run: Run[Any]) -> None:
     async def scenario() -> object:
-        hot = HotReads(pg_db.url)
-        await hot.open()
-        try:
+        async with opened(pg_db.url) as hot:
             return await hot.fetchone(
                 "SELECT 7 %% 3, %(a)s::text || '%%', %(n)s::int * %(n)s::int", {"a": "50", "n": 4}
             )
-        finally:
-            await hot.close()
 
     assert run(scenario()) == (1, "50%", 16)
 
@@ -405,15 +362,11 @@ def test_a_large_parameter_is_sent_in_parts(pg_db: Database, run: Run[Any]) -> N
     names = [f"{n:08d}" + "x" * 92 for n in range(100_000)]
 
     async def scenario() -> object:
-        hot = HotReads(pg_db.url)
-        await hot.open()
-        try:
+        async with opened(pg_db.url) as hot:
             return await hot.fetchone(
                 "SELECT cardinality(%(names)s::text[]), (%(names)s::text[])[100000]",
                 {"names": names},
             )
-        finally:
-            await hot.close()
 
     assert run(scenario()) == (100_000, names[-1])
 
@@ -425,9 +378,7 @@ def test_each_statement_is_prepared_once_per_connection(pg_db: Database, run: Ru
     sql = "SELECT %(a)s::int * 2"
 
     async def scenario() -> tuple[list[object], int, list[tuple[Any, ...]]]:
-        hot = HotReads(pg_db.url, size_max=1)
-        await hot.open()
-        try:
+        async with opened(pg_db.url, size_max=1) as hot:
             rows = [await hot.fetchone(sql, {"a": n}) for n in range(5)]
             prepares = only_connection(hot).prepare_count
             prepared = await hot.fetchall(
@@ -436,8 +387,6 @@ def test_each_statement_is_prepared_once_per_connection(pg_db: Database, run: Ru
                 {},
             )
             return rows, prepares, prepared
-        finally:
-            await hot.close()
 
     rows, prepares, prepared = run(scenario())
     assert rows == [(n * 2,) for n in range(5)]
@@ -450,9 +399,7 @@ def test_each_statement_is_prepared_once_per_connection(pg_db: Database, run: Ru
 
 def test_statements_beyond_the_limit_run_unprepared(pg_db: Database, run: Run[Any]) -> None:
     async def scenario() -> tuple[list[object], int]:
-        hot = HotReads(pg_db.url, size_max=1)
-        await hot.open()
-        try:
+        async with opened(pg_db.url, size_max=1) as hot:
             rows = [
                 await hot.fetchone(f"SELECT {n} + %(a)s::int", {"a": 1})
                 for n in range(PREPARED_PER_CONNECTION_MAX + 3)
@@ -461,8 +408,6 @@ def test_statements_beyond_the_limit_run_unprepared(pg_db: Database, run: Run[An
                 f"SELECT {PREPARED_PER_CONNECTION_MAX} + %(a)s::int", {"a": 2}
             )
             return [*rows, again], only_connection(hot).prepare_count
-        finally:
-            await hot.close()
 
     rows, prepares = run(scenario())
     assert rows == [(n + 1,) for n in range(PREPARED_PER_CONNECTION_MAX + 3)] + [
@@ -478,9 +423,7 @@ def test_an_sql_error_raises_psycopgs_class_and_the_connection_stays(
     pg_db: Database, run: Run[Any]
 ) -> None:
     async def scenario() -> None:
-        hot = HotReads(pg_db.url, size_max=1)
-        await hot.open()
-        try:
+        async with opened(pg_db.url, size_max=1) as hot:
             pid = await hot.fetchone("SELECT pg_backend_pid()", {})
             with pytest.raises(psycopg.errors.DivisionByZero):
                 await hot.fetchone("SELECT 1 / %(zero)s::int", {"zero": 0})
@@ -495,25 +438,19 @@ def test_an_sql_error_raises_psycopgs_class_and_the_connection_stays(
             assert await hot.fetchone("SELECT 1 / %(one)s::int", {"one": 1}) == (1,)
             assert await hot.fetchone("SELECT pg_backend_pid()", {}) == pid
             assert hot._size == 1
-        finally:
-            await hot.close()
 
     run(scenario())
 
 
 def test_a_statement_timeout_raises_query_canceled(pg_db: Database, run: Run[Any]) -> None:
     async def scenario() -> None:
-        hot = HotReads(pg_db.url, size_max=1)
-        await hot.open()
-        try:
+        async with opened(pg_db.url, size_max=1) as hot:
             pid = await hot.fetchone("SELECT pg_backend_pid()", {})
             await hot.fetchone("SELECT set_config('statement_timeout', '50ms', false)", {})
             with pytest.raises(psycopg.errors.QueryCanceled, match="statement timeout"):
                 await hot.fetchone("SELECT pg_sleep(5)", {})
             assert await hot.fetchone("SELECT pg_backend_pid()", {}) == pid
             assert hot._size == 1
-        finally:
-            await hot.close()
 
     run(scenario())
 
@@ -522,9 +459,7 @@ def test_a_cancelled_read_drops_its_connection_and_its_statement(
     pg_db: Database, run: Run[Any]
 ) -> None:
     async def scenario() -> None:
-        hot = HotReads(pg_db.url, size_max=1)
-        await hot.open()
-        try:
+        async with opened(pg_db.url, size_max=1) as hot:
             first = await hot.fetchone("SELECT pg_backend_pid()", {})
             assert first is not None
             sleeping = asyncio.ensure_future(hot.fetchone("SELECT pg_sleep(30)", {}))
@@ -545,8 +480,6 @@ def test_a_cancelled_read_drops_its_connection_and_its_statement(
                     break
                 await asyncio.sleep(0.01)
             assert alive == (0,)
-        finally:
-            await hot.close()
 
     run(scenario())
 
@@ -555,9 +488,7 @@ def test_a_read_cancelled_while_waiting_for_a_connection_leaves_the_pool_whole(
     pg_db: Database, run: Run[Any]
 ) -> None:
     async def scenario() -> None:
-        hot = HotReads(pg_db.url, size_max=1)
-        await hot.open()
-        try:
+        async with opened(pg_db.url, size_max=1) as hot:
             busy = asyncio.ensure_future(hot.fetchone("SELECT pg_sleep(0.2), 1", {}))
             await asyncio.sleep(0.05)
             waiting = asyncio.ensure_future(hot.fetchone("SELECT 2", {}))
@@ -569,8 +500,6 @@ def test_a_read_cancelled_while_waiting_for_a_connection_leaves_the_pool_whole(
             assert busy_row is not None and busy_row[1] == 1
             assert await hot.fetchone("SELECT 3", {}) == (3,)
             assert hot._size == 1
-        finally:
-            await hot.close()
 
     run(scenario())
 
@@ -587,9 +516,7 @@ def test_concurrent_lookups_share_batches_and_each_gets_its_own_row(
     pg_db: Database, run: Run[Any]
 ) -> None:
     async def scenario() -> tuple[list[object], int, int]:
-        hot = HotReads(pg_db.url)
-        await hot.open()
-        try:
+        async with opened(pg_db.url) as hot:
             batcher = hot.batched(BATCH_SQL)
             rows = await asyncio.gather(
                 *(
@@ -600,8 +527,6 @@ def test_concurrent_lookups_share_batches_and_each_gets_its_own_row(
                 )
             )
             return list(rows), batcher.batches, batcher.lookups
-        finally:
-            await hot.close()
 
     rows, batches, lookups = run(scenario())
     assert rows == [
@@ -612,17 +537,13 @@ def test_concurrent_lookups_share_batches_and_each_gets_its_own_row(
 
 def test_a_failing_batch_fails_each_of_its_lookups(pg_db: Database, run: Run[Any]) -> None:
     async def scenario() -> list[object]:
-        hot = HotReads(pg_db.url)
-        await hot.open()
-        try:
+        async with opened(pg_db.url) as hot:
             batcher = hot.batched(
                 "SELECT q.n, 1 / q.a FROM unnest(%(a)s::int[]) WITH ORDINALITY AS q(a, n)"
             )
             return await asyncio.gather(
                 *(batcher.fetchone({"a": n}) for n in (1, 0, 2)), return_exceptions=True
             )
-        finally:
-            await hot.close()
 
     outcomes = run(scenario())
     assert outcomes[0] == (1,) or isinstance(outcomes[0], psycopg.errors.DivisionByZero)
@@ -638,17 +559,13 @@ BATCH_OF_SINGLE_SQL = (
 
 def test_a_batch_of_one_runs_the_single_statement(pg_db: Database, run: Run[Any]) -> None:
     async def scenario() -> tuple[list[object], list[object], int]:
-        hot = HotReads(pg_db.url)
-        await hot.open()
-        try:
+        async with opened(pg_db.url) as hot:
             batcher = hot.batched(BATCH_OF_SINGLE_SQL, single_sql=SINGLE_SQL)
             alone = [await batcher.fetchone({"a": a, "b": "x"}) for a in (3, -1)]
             together = await asyncio.gather(
                 *(batcher.fetchone({"a": a, "b": "y"}) for a in (1, 2, -1, 4))
             )
             return alone, list(together), batcher.lookups
-        finally:
-            await hot.close()
 
     alone, together, lookups = run(scenario())
     assert alone == [(30, "x!"), None]  # one at a time: the single statement ('!')
