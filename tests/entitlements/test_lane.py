@@ -4,16 +4,12 @@ documented route and the portable path, the same error shape, request ids and me
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from tallybook.api.app import create_app, fastapi_of
@@ -24,9 +20,9 @@ from tallybook.entitlements.fast import PATHS
 from tallybook.entitlements.schemas import check_wire
 from tallybook.http.edge import clear_caller_cache
 from tallybook.http.middleware import EdgeMiddleware
-from tallybook.http.server import uvicorn_options
 from tallybook.observability.metrics import HTTP_REQUESTS
 from tests.fixtures.grants_factories import metered_setup, send_usage
+from tests.fixtures.serving import served_on_thread
 from tests.http.test_edge import assert_error
 
 URL = "/v1/entitlements/check"
@@ -43,34 +39,16 @@ class Served:
         return httpx.post(f"{self.base}{URL}", json=body, headers=headers, timeout=10, **kwargs)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def served(pg_db: Database) -> Iterator[Served]:
     clear_caller_cache()
     with pg_db.transaction(actor="test") as tx:
         _, secret = create_api_key(tx, name="checks", scopes=["entitlements:read"])
     app = create_app(pg_db)
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, port=port, log_config=None, lifespan="on", **uvicorn_options())
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
     try:
-        yield Served(app, f"http://127.0.0.1:{port}", secret)
+        with served_on_thread(app) as port:
+            yield Served(app, f"http://127.0.0.1:{port}", secret)
     finally:
-        server.should_exit = True
-        thread.join(timeout=20)
         clear_caller_cache()
 
 

@@ -7,22 +7,20 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from tallybook.http.middleware import EdgeMiddleware
-from tallybook.http.server import CorkedTransport, uvicorn_options
+from tallybook.http.server import CorkedTransport
 from tallybook.observability.metrics import HTTP_REQUESTS
 from tests.fixtures.aio import run_async
+from tests.fixtures.serving import served_on_thread
 
 
 class RecordingTransport:
@@ -189,24 +187,11 @@ def lane_server() -> Iterator[LaneServer]:
         asgi_lane_calls.append("asgi")
         await original(self, *args)
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, port=port, log_config=None, lifespan="off", **uvicorn_options())
-    )
     EdgeMiddleware._serve_lane = counted  # type: ignore[method-assign]
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
     try:
-        while not server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-        yield LaneServer(port, asgi_lane_calls)
+        with served_on_thread(app, lifespan="off") as port:
+            yield LaneServer(port, asgi_lane_calls)
     finally:
-        server.should_exit = True
-        thread.join(timeout=20)
         EdgeMiddleware._serve_lane = original  # type: ignore[method-assign]
 
 
