@@ -64,6 +64,26 @@ def _error_body(
     )
 
 
+def _too_large_body(request_id: str, limit: int) -> bytes:
+    return _error_body(request_id, CommonCode.BODY_TOO_LARGE, f"request body exceeds {limit} bytes")
+
+
+async def _send_json(send: Send, status: int, payload: bytes, request_id: str) -> None:
+    """A whole JSON response with the request id header, as two ASGI messages."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                _JSON_HEADER,
+                (b"content-length", str(len(payload)).encode()),
+                (REQUEST_ID_HEADER, request_id.encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
 async def _read_body(receive: Receive, limit: int) -> bytes:
     chunks = []
     received = 0
@@ -178,35 +198,10 @@ class EdgeMiddleware:
             count_lane(path, 499, time.perf_counter())
             return
         status, payload, request_id = await answer_lane(lane, scope, body, limit)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    _JSON_HEADER,
-                    (b"content-length", str(len(payload)).encode()),
-                    (REQUEST_ID_HEADER, request_id.encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+        await _send_json(send, status, payload, request_id)
 
     async def _reject_too_large(self, send: Send, request_id: str, limit: int) -> None:
-        body = _error_body(
-            request_id, CommonCode.BODY_TOO_LARGE, f"request body exceeds {limit} bytes"
-        )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (REQUEST_ID_HEADER, request_id.encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _send_json(send, 413, _too_large_body(request_id, limit), request_id)
 
     @staticmethod
     def _observe(scope: Scope, status: int, started: float) -> None:
@@ -240,9 +235,7 @@ async def answer_lane(
     try:
         if body is None:
             status = 413
-            payload = _error_body(
-                request_id, CommonCode.BODY_TOO_LARGE, f"request body exceeds {limit} bytes"
-            )
+            payload = _too_large_body(request_id, limit)
         else:
             try:
                 status, payload = await lane(scope, body, request_id)
