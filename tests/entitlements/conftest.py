@@ -19,18 +19,21 @@ from tallybook.entitlements import catalog_cache
 from tallybook.entitlements import service as entitlements
 from tallybook.entitlements.domain import CheckResult, Policies
 from tallybook.entitlements.fast import PATHS, fast_check_async
+from tallybook.entitlements.mirror import Mirror
 
 T = TypeVar("T")
 
 
 class LoopThread:
-    """An event loop on a thread of its own, with one hot-read pool per database URL."""
+    """An event loop on a thread of its own, with one hot-read pool and one mirror
+    (``entitlements.mirror``) per database URL."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.pools: dict[str, HotReads] = {}
+        self.mirrors: dict[str, Mirror] = {}
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=60)
@@ -43,7 +46,17 @@ class LoopThread:
             self.pools[key] = pool
         return self.pools[key]
 
+    def mirror(self, db: Database) -> Mirror:
+        key = str(db.url)
+        if key not in self.mirrors:
+            mirror = Mirror(db.url)
+            self.run(mirror.open())
+            self.mirrors[key] = mirror
+        return self.mirrors[key]
+
     def stop(self) -> None:
+        for mirror in self.mirrors.values():
+            self.run(mirror.close())
         for pool in self.pools.values():
             self.run(pool.close())
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -104,6 +117,23 @@ def checked(
             )
         )
         assert on_loop == portable
+        # Through the mirror: once (it reads the row, and keeps it unless told of a change
+        # meanwhile), then again once it has settled (the kept row, plus the notices since).
+        mirror = runner.mirror(db)
+        for _ in range(2):
+            mirrored = runner.run(
+                fast_check_async(
+                    db,
+                    runner.hot(db),
+                    customer,
+                    feature,
+                    quantity=quantity,
+                    policies=policies,
+                    mirror=mirror,
+                )
+            )
+            assert mirrored == portable
+            runner.run(mirror.settle())
     return fast
 
 

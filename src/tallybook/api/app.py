@@ -15,6 +15,8 @@ from starlette.responses import RedirectResponse, Response
 from tallybook import __version__
 from tallybook.db import Database
 from tallybook.db.hot import HotReads
+from tallybook.entitlements.mirror import Mirror
+from tallybook.entitlements.settings import mirror_enabled
 from tallybook.http.errors import install_error_handlers
 from tallybook.http.middleware import EdgeMiddleware
 from tallybook.http.responses import json_response
@@ -78,19 +80,28 @@ def create_app(db: Database, settings: Settings | None = None) -> Any:
     instance is at ``.app`` (and ``app.state.db`` holds the database).
 
     While it serves (its lifespan: uvicorn, or a ``with TestClient(app)`` block) a PostgreSQL
-    app holds a hot-read pool (``db.hot``) at ``app.state.hot_reads`` for its lanes; without
-    one they run their reads on worker threads."""
+    app holds a hot-read pool (``db.hot``) at ``app.state.hot_reads`` for its lanes (without
+    one they run their reads on worker threads), and the check's mirror
+    (``entitlements.mirror``) at ``app.state.entitlements_mirror`` unless
+    ``TALLYBOOK_ENTITLEMENTS_MIRROR=off``."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hot = HotReads(db.url) if db.is_postgres else None
+        mirror = Mirror(db.url) if hot is not None and mirror_enabled(app.state.settings) else None
         if hot is not None:
             await hot.open()
+        if mirror is not None:
+            await mirror.open()
         app.state.hot_reads = hot
+        app.state.entitlements_mirror = mirror
         try:
             yield
         finally:
             app.state.hot_reads = None
+            app.state.entitlements_mirror = None
+            if mirror is not None:
+                await mirror.close()
             if hot is not None:
                 await hot.close()
 

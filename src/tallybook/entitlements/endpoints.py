@@ -101,6 +101,7 @@ async def _check_async(state: Any, actor: str, request_id: str, body: bytes) -> 
         policies=_policies(state),
         actor=actor,
         request_id=request_id,
+        mirror=getattr(state, "entitlements_mirror", None),
     )
     due = alerts.unfired(result)
     if due:

@@ -16,6 +16,7 @@ from tallybook.db import Database
 from tallybook.db.hot import HotReads
 from tallybook.entitlements import check, fast_pg
 from tallybook.entitlements.domain import CheckResult, Policies
+from tallybook.entitlements.mirror import Mirror
 from tallybook.observability.metrics import counter
 
 PATHS: Final = counter(
@@ -77,6 +78,7 @@ async def fast_check_async(
     policies: Policies | None = None,
     actor: str = "system",
     request_id: str | None = None,
+    mirror: Mirror | None = None,
 ) -> CheckResult:
     rules = policies or Policies()
     if hot is None:
@@ -92,7 +94,9 @@ async def fast_check_async(
         )
     amount = check.parse_quantity(quantity)
     try:
-        result = await fast_pg.check_async(hot, db.clock.now(), customer, feature, amount, rules)
+        result = await fast_pg.check_async(
+            hot, db.clock.now(), customer, feature, amount, rules, mirror
+        )
     except fast_pg.NeedsPortable:
         return await asyncio.to_thread(
             _portable, db, customer, feature, amount, rules, actor, request_id

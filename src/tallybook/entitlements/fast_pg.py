@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from tallybook.catalog.domain import FeatureType, LimitEnforcement
 from tallybook.catalog.meter_models import Aggregation
@@ -53,6 +53,9 @@ from tallybook.kit.quantity import normalize_quantity
 from tallybook.metering.aggregate import Accumulator
 from tallybook.metering.cloudevents import Rejection, decode_data
 from tallybook.observability.metrics import histogram
+
+if TYPE_CHECKING:
+    from tallybook.entitlements.mirror import Mirror
 
 FAST_AGGREGATIONS: Final = frozenset(
     {Aggregation.SUM, Aggregation.COUNT, Aggregation.MAX, Aggregation.MIN}
@@ -95,7 +98,7 @@ _HOURS: Final = """
 #: whatever the statistics say: joined from the plan's side, every subscription of the plan
 #: version was read per check. Whitespace is collapsed so psycopg's parse cache (statements of
 #: at most 4,096 characters) keeps it.
-STATE_SQL: Final = _compact(
+_STATE_HEAD: Final = (
     """
 WITH c AS (
     SELECT id FROM customers WHERE id = %(customer)s
@@ -151,7 +154,8 @@ SELECT c.id, f.id, f.key, f.type, f.meter_id,
         we="w.we",
         event_type="w.event_type",
     )
-    + """
+)
+_STATE_TAIL: Final = """
 FROM c
 LEFT JOIN f ON true
 LEFT JOIN w ON true
@@ -173,7 +177,30 @@ LEFT JOIN LATERAL (
      LIMIT 1
 ) ov ON true
 """
-)
+
+#: When the row stops holding by the clock alone (the mirror keeps it until then): the
+#: first start or end after now of a subscription's period, an override, an open
+#: reservation's expiry, a usage grant.
+_VALID_UNTIL: Final = """
+    LEAST(
+        (SELECT min(b) FROM unnest(sa.starts || sa.ends) b WHERE b > %(now)s),
+        (SELECT min(CASE WHEN o.starts_at > %(now)s THEN o.starts_at
+                         WHEN o.expires_at > %(now)s THEN o.expires_at END)
+           FROM entitlements_overrides o
+          WHERE o.customer_id = c.id AND o.feature_id = f.id AND o.status = 'active'),
+        (SELECT min(rs.expires_at) FROM entitlements_reservations rs
+          WHERE rs.customer_id = c.id AND rs.feature_id = f.id AND rs.status = 'open'
+            AND rs.expires_at > %(now)s),
+        (SELECT min(CASE WHEN g.effective_at > %(now)s THEN g.effective_at
+                         WHEN g.expires_at > %(now)s THEN g.expires_at END)
+           FROM grants g JOIN meters gm ON gm.id = f.meter_id
+          WHERE g.customer_id = c.id AND g.asset = 'U_' || upper(gm.key)
+            AND g.status = 'active'))
+"""
+STATE_SQL: Final = _compact(_STATE_HEAD + _STATE_TAIL)
+#: The state statement as the hot-read pool runs it: ``STATE_SQL`` with ``valid_until``
+#: last (longer than psycopg's parse cache takes, which the pool does not use).
+HOT_STATE_SQL: Final = _compact(_STATE_HEAD + ", " + _VALID_UNTIL + _STATE_TAIL)
 
 #: The state statement for many checks at once (``db.hot.Batcher``): one row per check found,
 #: led by the check's position in the arrays. The same statement as ``STATE_SQL``, each check's
@@ -182,7 +209,7 @@ STATE_BATCH_SQL: Final = (
     "SELECT q.n, x.* FROM unnest(%(customer)s::text[], %(feature)s::text[],"
     " %(now)s::timestamptz[]) WITH ORDINALITY AS q(customer, feature, now, n)"
     " CROSS JOIN LATERAL ("
-    + STATE_SQL.replace("%(customer)s", "q.customer")
+    + HOT_STATE_SQL.replace("%(customer)s", "q.customer")
     .replace("%(feature)s", "q.feature")
     .replace("%(now)s", "q.now")
     + ") x"
@@ -430,17 +457,47 @@ async def check_async(
     feature: str,
     quantity: Decimal | None,
     policies: Policies,
+    mirror: Mirror | None = None,
 ) -> CheckResult:
     """The check on the event loop, through the hot-read pool, or :class:`NeedsPortable`.
-    The state statement goes through the pool's batcher: concurrent checks share one."""
+    The state statement goes through the pool's batcher: concurrent checks share one. With a
+    ``mirror`` (``entitlements.mirror``), a state row it keeps current stands in for the
+    statement."""
     plan = steps(now, customer, feature, quantity, policies)
     statement = next(plan)
-    states = hot.batched(STATE_BATCH_SQL, single_sql=STATE_SQL, observe=_BATCH_SIZES.observe)
     while True:
         sql, params = statement
-        row = await (states.fetchone(params) if sql is STATE_SQL else hot.fetchone(sql, params))
+        if sql is STATE_SQL:
+            row = await _state(hot, mirror, params, customer, feature, now)
+        else:
+            row = await hot.fetchone(sql, params)
         try:
             statement = plan.send(row)
         except StopIteration as done:
             result: CheckResult = done.value
             return result
+
+
+async def _state(
+    hot: HotReads,
+    mirror: Mirror | None,
+    params: dict[str, Any],
+    customer: str,
+    feature: str,
+    now: datetime,
+) -> tuple[Any, ...] | None:
+    """The state statement's row: kept by the mirror, else read (and offered to it)."""
+    if mirror is not None:
+        kept = await mirror.state(customer, feature, now)
+        if kept is not None:
+            return kept
+    states = hot.batched(STATE_BATCH_SQL, single_sql=HOT_STATE_SQL, observe=_BATCH_SIZES.observe)
+    if mirror is None:
+        return await states.fetchone(params)
+    token = mirror.reading()
+    row = None
+    try:
+        row = await states.fetchone(params)
+    finally:
+        mirror.read(token, customer, feature, now, row)
+    return row

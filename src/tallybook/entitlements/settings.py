@@ -4,6 +4,7 @@
 | --- | --- | --- |
 | ``TALLYBOOK_ENTITLEMENTS_PAST_DUE_POLICY`` | ``keep`` | ``keep`` or ``restrict_paid`` |
 | ``TALLYBOOK_ENTITLEMENTS_UNPAID_POLICY`` | ``restrict_paid`` | ``keep`` or ``restrict_paid`` |
+| ``TALLYBOOK_ENTITLEMENTS_MIRROR`` | ``on`` | ``on`` or ``off``: the API keeps checks' state rows (``entitlements.mirror``, PostgreSQL) |
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from tallybook.kit.settings import Settings
 
 PAST_DUE_VARIABLE: Final = "TALLYBOOK_ENTITLEMENTS_PAST_DUE_POLICY"
 UNPAID_VARIABLE: Final = "TALLYBOOK_ENTITLEMENTS_UNPAID_POLICY"
+MIRROR_VARIABLE: Final = "TALLYBOOK_ENTITLEMENTS_MIRROR"
 
 
 def policies_from(settings: Settings | None) -> Policies:
@@ -29,3 +31,11 @@ def policies_from(settings: Settings | None) -> Policies:
         raise ValueError(
             f"{PAST_DUE_VARIABLE} and {UNPAID_VARIABLE} take keep or restrict_paid: {error}"
         ) from None
+
+
+def mirror_enabled(settings: Settings | None) -> bool:
+    extra = settings.extra if settings is not None else {}
+    value = extra.get(MIRROR_VARIABLE, "on").strip().lower()
+    if value not in ("on", "off"):
+        raise ValueError(f"{MIRROR_VARIABLE} takes on or off, not {value!r}")
+    return value == "on"
