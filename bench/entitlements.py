@@ -32,7 +32,12 @@ What it does:
    CPU each round used per request answered (the server's processes and PostgreSQL's, read
    from ``/proc``; ingestion included, so the check's own cost is its difference from the
    baseline's), the freshness figures and which path answered
-   (``tallybook_entitlements_checks_total``), and drops the database (unless ``--keep``).
+   (``tallybook_entitlements_checks_total``) and where state rows came from (kept by the
+   mirror, or read: ``tallybook_entitlements_mirror_total``; one server process's counts),
+   and drops the database (unless ``--keep``).
+
+``TALLYBOOK_ENTITLEMENTS_MIRROR=off`` in the environment serves the checks without the
+mirror (``entitlements.mirror``): every check reads its state row.
 
 CPU per request is the figure to compare across runs: this machine's speed drifts by tens of
 percent within an hour (a fixed Python loop took 0.44 to 0.71 s in five runs in a row), and
@@ -606,6 +611,10 @@ def paths(port: int) -> dict[str, float]:
         r'^tallybook_entitlements_checks_total\{path="(\w+)"\} ([0-9.e+]+)$', text, re.M
     ):
         found[match.group(1)] = float(match.group(2))
+    for match in re.finditer(
+        r'^tallybook_entitlements_mirror_total\{source="(\w+)"\} ([0-9.e+]+)$', text, re.M
+    ):
+        found[f"state rows {match.group(1)}"] = float(match.group(2))
     sizes = {
         match.group(1): float(match.group(2))
         for match in re.finditer(
