@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from enum import IntEnum, StrEnum
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 import pytest
@@ -23,16 +23,7 @@ from tallybook.db.hot import (
     PgStatement,
     conninfo_of,
 )
-from tests.fixtures.aio import run_async
-
-T = TypeVar("T")
-Run = Callable[[Coroutine[Any, Any, T]], T]
-
-
-def run_on_uvloop(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Like ``run_async``, on a uvloop event loop."""
-    uvloop = pytest.importorskip("uvloop")
-    return run_async(coroutine, runner=uvloop.run)
+from tests.fixtures.aio import Run
 
 
 @contextlib.asynccontextmanager
@@ -44,14 +35,6 @@ async def opened(url: str, **options: Any) -> AsyncIterator[HotReads]:
         yield hot
     finally:
         await hot.close()
-
-
-@pytest.fixture(params=["asyncio", "uvloop"])
-def run(request: pytest.FixtureRequest) -> Run[Any]:
-    if request.param == "uvloop":
-        pytest.importorskip("uvloop")
-        return run_on_uvloop
-    return run_async
 
 
 def only_connection(hot: HotReads) -> HotConnection:
