@@ -82,6 +82,7 @@ from psycopg.pq.abc import PGresult
 from sqlalchemy.engine import URL
 
 from tallybook.db.engine import PG_STATEMENT_TIMEOUT_MS, normalize_url
+from tallybook.db.pq_held import send_query_prepared
 
 HOT_POOL_SIZE_MAX: Final = 8
 HOT_POOL_TIMEOUT_SECONDS: Final = 10.0
@@ -455,7 +456,7 @@ class HotConnection:
             if prepared.name is None:
                 self._pgconn.send_query_params(statement.query, values, oids)
             else:
-                self._pgconn.send_query_prepared(prepared.name, values)
+                send_query_prepared(self._pgconn, prepared.name, values)
             results = await self._results()
         except BaseException:
             self.broken = True

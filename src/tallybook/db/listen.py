@@ -38,6 +38,7 @@ from psycopg.pq import ExecStatus
 from sqlalchemy.engine import URL
 
 from tallybook.db.hot import conninfo_of
+from tallybook.db.pq_held import send_query
 
 BARRIER_TIMEOUT_SECONDS: Final = 2.0
 RECONNECT_SECONDS: Final = 1.0
@@ -200,7 +201,7 @@ class Listener:
         )
         pgconn = connection.pgconn
         try:
-            pgconn.send_query(query)
+            send_query(pgconn, query)  # holding the GIL (see db.pq_held)
             while pgconn.flush():  # a few bytes: the socket takes them at once
                 pass
         except OperationalError as error:
