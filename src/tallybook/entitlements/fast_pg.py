@@ -94,6 +94,9 @@ _HOURS: Final = """
     date_trunc('hour', {we}) AS h2
 """
 
+#: Every table this statement reads must be announced by the triggers of migration
+#: ``0011_entitlement_notices`` (``entitlements.mirror`` keeps its rows; ADR 0003).
+#:
 #: ``s`` is materialized so the customer's subscriptions are read by the customer index
 #: whatever the statistics say: joined from the plan's side, every subscription of the plan
 #: version was read per check. Whitespace is collapsed so psycopg's parse cache (statements of
