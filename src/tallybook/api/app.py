@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Final
@@ -75,6 +76,21 @@ def domain_routers() -> list[APIRouter]:
     return routers
 
 
+_frozen = False
+
+
+def freeze_start_up_objects() -> None:
+    """Once per process: move what exists at start-up (modules, the app and its routes, some
+    120,000 objects) to the garbage collector's permanent generation. A full collection
+    stops the event loop while it walks every tracked object; it walked these for about
+    40 ms each time, and they live as long as the process anyway."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.collect()
+        gc.freeze()
+
+
 def create_app(db: Database, settings: Settings | None = None) -> Any:
     """Build the ASGI app around ``db``. Returns the middleware-wrapped app; the FastAPI
     instance is at ``.app`` (and ``app.state.db`` holds the database).
@@ -95,6 +111,7 @@ def create_app(db: Database, settings: Settings | None = None) -> Any:
             await mirror.open()
         app.state.hot_reads = hot
         app.state.entitlements_mirror = mirror
+        freeze_start_up_objects()
         try:
             yield
         finally:
