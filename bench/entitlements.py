@@ -615,6 +615,9 @@ def paths(port: int) -> dict[str, float]:
         r'^tallybook_entitlements_mirror_total\{source="(\w+)"\} ([0-9.e+]+)$', text, re.M
     ):
         found[f"state rows {match.group(1)}"] = float(match.group(2))
+    barriers = re.search(r"^tallybook_entitlements_mirror_barriers_total ([0-9.e+]+)$", text, re.M)
+    if barriers:
+        found["mirror barriers"] = float(barriers.group(1))
     sizes = {
         match.group(1): float(match.group(2))
         for match in re.finditer(

@@ -56,7 +56,8 @@ class Listener:
     """One connection listening on ``channels``; see the module's docstring.
 
     ``on_notify(channel, payload)`` is called on the event loop for each notification, in
-    commit order. ``on_lost()`` is called when the connection is lost (and when it is closed).
+    commit order. ``on_lost()`` is called when the connection is lost (and when it is closed),
+    ``on_barrier()`` when a barrier is sent.
     """
 
     def __init__(
@@ -65,11 +66,13 @@ class Listener:
         channels: Sequence[str],
         on_notify: Callable[[str, str], None],
         on_lost: Callable[[], None],
+        on_barrier: Callable[[], object] | None = None,
     ) -> None:
         self._conninfo = conninfo_of(url)
         self._channels = tuple(channels)
         self._on_notify = on_notify
         self._on_lost = on_lost
+        self._on_barrier = on_barrier
         self._connection: AsyncConnection[Any] | None = None
         self._socket = -1
         self._sync_channel = ""
@@ -211,6 +214,8 @@ class Listener:
         self._in_flight = (token, waiters)
         self._result_pending = True
         self.barriers_sent += 1
+        if self._on_barrier is not None:
+            self._on_barrier()
         self._timeout = asyncio.get_running_loop().call_later(
             BARRIER_TIMEOUT_SECONDS, self._timed_out, token
         )

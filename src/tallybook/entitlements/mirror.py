@@ -70,6 +70,10 @@ CHECKS: Final = counter(
     "Entitlement state rows by where they came from (kept: the mirror; read: the database)",
     ("source",),
 )
+_BARRIERS: Final = counter(
+    "tallybook_entitlements_mirror_barriers_total",
+    "Barriers the mirror's listener sent (each a PostgreSQL transaction: it uses an xid)",
+)
 _KEPT = CHECKS.labels("kept")
 _READ = CHECKS.labels("read")
 
@@ -129,7 +133,9 @@ class Mirror:
     the API opens it with its hot-read pool and closes it when it stops serving."""
 
     def __init__(self, url: str | URL) -> None:
-        self._listener = Listener(url, (CHANNEL,), self._on_notice, self._forget_all)
+        self._listener = Listener(
+            url, (CHANNEL,), self._on_notice, self._forget_all, on_barrier=_BARRIERS.inc
+        )
         self._kept: dict[tuple[str, str], _Kept] = {}
         #: The keys of each customer's kept rows.
         self._by_customer: dict[str, tuple[tuple[str, str], ...]] = {}
