@@ -4,7 +4,9 @@ portable ``check.evaluate`` in a read transaction. Both give the same answers.
 
 ``fast_check_async`` is the same check for the API's event loop: with the hot-read pool open
 (PostgreSQL, while the API serves) the statements run on the loop's own connections; the
-portable path, and everything without that pool, runs ``fast_check`` on a worker thread."""
+portable path, and everything without that pool, runs ``fast_check`` on a worker thread.
+Given the API's mirror (``entitlements.mirror``), a check it keeps the state of sends no
+statement."""
 
 from __future__ import annotations
 
