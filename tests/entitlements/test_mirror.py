@@ -4,6 +4,7 @@ test's ``checked`` also runs its checks through a mirror, twice.)"""
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import timedelta
 from decimal import Decimal
@@ -11,6 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from sqlalchemy import text
 
 from tallybook.api.app import create_app
 from tallybook.db import Database
@@ -229,3 +231,26 @@ def test_the_api_holds_a_mirror_unless_it_is_turned_off(pg_db: Database) -> None
                 assert mirror.listening
     with pytest.raises(ValueError, match=MIRROR_VARIABLE):
         mirror_enabled(Settings.from_env({MIRROR_VARIABLE: "maybe"}))
+
+
+def test_every_table_the_state_statement_reads_announces_its_changes(pg_db: Database) -> None:
+    """A table read by the check without a notice trigger would leave kept rows stale."""
+    read = set(
+        re.findall(r"(?:FROM|JOIN)\s+([a-z_]+)", fast_pg.HOT_STATE_SQL + fast_pg.USAGE_SQL)
+    ) - {"c", "f", "s", "w", "unnest"}  # the statement's own names, and a function
+    with pg_db.read() as tx:
+        triggers = {
+            (table, name)
+            for table, name in tx.session.execute(
+                text(
+                    "SELECT tgrelid::regclass::text, tgname FROM pg_trigger"
+                    " WHERE tgname LIKE 'tb_entitlements_%'"
+                )
+            )
+        }
+    # Events need none of their own: never updated, and each stored event changes its rollups
+    # in the same transaction (whose trigger announces it).
+    for table in read - {"metering_events"}:
+        assert (table, "tb_entitlements_notice") in triggers, table
+    for table in read:
+        assert (table, "tb_entitlements_truncate_notice") in triggers, table
