@@ -203,15 +203,14 @@ class Listener:
             token.encode(),
         )
         pgconn = connection.pgconn
+        self._in_flight = (token, waiters)
         try:
             send_query(pgconn, query)  # holding the GIL (see db.pq_held)
             while pgconn.flush():  # a few bytes: the socket takes them at once
                 pass
         except OperationalError as error:
-            self._in_flight = (token, waiters)
             self._lose(f"sending a barrier: {error}")
             return
-        self._in_flight = (token, waiters)
         self._result_pending = True
         self.barriers_sent += 1
         if self._on_barrier is not None:

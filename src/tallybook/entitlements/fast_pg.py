@@ -248,6 +248,15 @@ class NeedsPortable(Exception):
 
 #: The state statement's row (indexed by position, in the order of its select list).
 _Row = tuple[Any, ...]
+#: Positions in that row read by name here and by ``entitlements.mirror``.
+ROW_CUSTOMER_ID: Final = 0
+ROW_FEATURE_ID: Final = 1
+ROW_WINDOW_START: Final = 21
+ROW_WINDOW_END: Final = 22
+ROW_WINDOW_METER: Final = 23
+ROW_ROLLUP: Final = 27
+#: ``HOT_STATE_SQL`` only.
+ROW_VALID_UNTIL: Final = 29
 
 
 def _run(db: Database, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
@@ -382,7 +391,7 @@ def steps(
             http_status=404,
         )
     row: _Row = found
-    if row[1] is None:
+    if row[ROW_FEATURE_ID] is None:
         raise InvalidRequest(
             EntitlementCode.FEATURE_NOT_FOUND,
             f"no feature with id or key '{feature}'",
@@ -390,7 +399,7 @@ def steps(
             http_status=404,
         )
     info = FeatureInfo(row[1], row[2], FeatureType(row[3]), row[4])
-    customer_id: str = row[0]
+    customer_id: str = row[ROW_CUSTOMER_ID]
     pairs = _plans(_subscriptions(row, now))
     definition = resolve(
         info, override=_override(row), subscriptions=pairs, policies=policies, now=now
@@ -404,8 +413,9 @@ def steps(
     if meter is None or meter.aggregation not in FAST_AGGREGATIONS or not meter.backfilled:
         raise NeedsPortable
     assert definition.window is not None
-    if (row[21], row[22], row[23]) == (*definition.window, meter_id) and row[26]:
-        rollup, raw = row[27], row[28]
+    window_read = (row[ROW_WINDOW_START], row[ROW_WINDOW_END], row[ROW_WINDOW_METER])
+    if window_read == (*definition.window, meter_id) and row[26]:
+        rollup, raw = row[ROW_ROLLUP], row[ROW_ROLLUP + 1]
     else:
         window_start, window_end = definition.window
         if window_end - window_start > timedelta(days=400):

@@ -56,6 +56,15 @@ from tallybook.catalog.meter_models import Aggregation
 from tallybook.db.listen import Listener, ListenerLost
 from tallybook.entitlements import catalog_cache
 from tallybook.entitlements.domain import calendar_month
+from tallybook.entitlements.fast_pg import (
+    ROW_CUSTOMER_ID,
+    ROW_FEATURE_ID,
+    ROW_ROLLUP,
+    ROW_VALID_UNTIL,
+    ROW_WINDOW_END,
+    ROW_WINDOW_METER,
+    ROW_WINDOW_START,
+)
 from tallybook.observability.metrics import counter
 
 CHANNEL: Final = "tb_entitlements"
@@ -77,14 +86,6 @@ _BARRIERS: Final = counter(
 _KEPT = CHECKS.labels("kept")
 _READ = CHECKS.labels("read")
 
-# Positions in the state statement's row (see fast_pg.STATE_SQL's select list).
-_CUSTOMER_ID: Final = 0
-_FEATURE_ID: Final = 1
-_WINDOW_START: Final = 21
-_WINDOW_END: Final = 22
-_WINDOW_METER: Final = 23
-_ROLLUP: Final = 27
-_VALID_UNTIL: Final = 29
 _HOUR_US: Final = 3_600_000_000
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
@@ -125,7 +126,7 @@ class _Kept(NamedTuple):
 
 def _with_rollup(kept: _Kept, rollup: tuple[Decimal | None, ...]) -> _Kept:
     row = kept.row
-    return kept._replace(row=(*row[:_ROLLUP], rollup, *row[_ROLLUP + 1 :]))
+    return kept._replace(row=(*row[:ROW_ROLLUP], rollup, *row[ROW_ROLLUP + 1 :]))
 
 
 class Mirror:
@@ -155,9 +156,6 @@ class Mirror:
     @property
     def listening(self) -> bool:
         return self._listener.listening
-
-    def __len__(self) -> int:
-        return len(self._kept)
 
     async def state(self, customer: str, feature: str, now: datetime) -> tuple[Any, ...] | None:
         """The kept state row of this check, current as of now, or ``None`` (read it)."""
@@ -206,15 +204,10 @@ class Mirror:
         _READ.inc()
         if token is None:
             return
-        if row is None or row[_FEATURE_ID] is None:
+        if row is None or row[ROW_FEATURE_ID] is None:
             self._done_reading()
             return
-        try:
-            barrier = self._listener.barrier()
-        except RuntimeError:  # no running loop: nothing to wait with
-            self._done_reading()
-            return
-        barrier.add_done_callback(
+        self._listener.barrier().add_done_callback(
             lambda done: self._after_barrier(done, token, (customer, feature), now, row)
         )
 
@@ -230,7 +223,7 @@ class Mirror:
             not done.cancelled()
             and done.exception() is None
             and token >= self._floor
-            and not self._noticed_since(row[_CUSTOMER_ID], token)
+            and not self._noticed_since(row[ROW_CUSTOMER_ID], token)
         )
         self._done_reading()
         if stays:
@@ -248,14 +241,14 @@ class Mirror:
 
     def _keep(self, key: tuple[str, str], now: datetime, row: tuple[Any, ...]) -> None:
         valid_until = calendar_month(now)[1]
-        if row[_VALID_UNTIL] is not None:
-            valid_until = min(valid_until, row[_VALID_UNTIL])
-        kept = _Kept(row[_CUSTOMER_ID], tuple(_frozen(value) for value in row), now, valid_until)
-        meter_id = row[_WINDOW_METER]
+        if row[ROW_VALID_UNTIL] is not None:
+            valid_until = min(valid_until, row[ROW_VALID_UNTIL])
+        kept = _Kept(row[ROW_CUSTOMER_ID], tuple(_frozen(value) for value in row), now, valid_until)
+        meter_id = row[ROW_WINDOW_METER]
         if meter_id is not None:
             meter = catalog_cache.cached_meter(meter_id)
-            window_start = _epoch_us(row[_WINDOW_START])
-            window_end = _epoch_us(row[_WINDOW_END])
+            window_start = _epoch_us(row[ROW_WINDOW_START])
+            window_end = _epoch_us(row[ROW_WINDOW_END])
             kept = kept._replace(
                 meter_id=meter_id,
                 aggregation=meter.aggregation.value if meter is not None else None,
@@ -264,7 +257,7 @@ class Mirror:
                 window_start=window_start,
                 window_end=window_end,
             )
-            rollup = row[_ROLLUP] or (None, None, None)
+            rollup = row[ROW_ROLLUP] or (None, None, None)
             kept = _with_rollup(kept, tuple(Decimal(v) if v is not None else None for v in rollup))
         self._drop(key)
         if len(self._kept) >= ROWS_MAX:
@@ -334,7 +327,7 @@ def _applied(kept: _Kept, hour: int, old: Decimal | None, new: Decimal) -> _Kept
         return kept  # outside the window
     if not kept.first_hour <= hour < kept.end_hour:
         return None  # a partial edge hour: read from raw events
-    total, high, low = kept.row[_ROLLUP]
+    total, high, low = kept.row[ROW_ROLLUP]
     aggregation = kept.aggregation
     if aggregation is None:  # the meter was not cached yet when the row was kept
         meter = catalog_cache.cached_meter(kept.meter_id or "")
